@@ -1,0 +1,83 @@
+"""Atomic writes and fingerprints: a crash never leaves a file that looks finished, and
+every artifact records a hash of its inputs and config."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `final` (file or directory) and rename it into place
+    only if the block completes. Leftovers of a killed run start with `.tmp-`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
+    _remove(tmp)
+    try:
+        yield tmp
+        if final.is_dir() and tmp.is_dir():
+            _remove(final)
+        os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (materialize the asset that writes it first)")
+    return json.loads(path.read_text())
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short, stable hash of JSON-serializable parts (configs, upstream fingerprints)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def clean_stale_tmp(directory: str | os.PathLike) -> int:
+    """Remove `.tmp-*` leftovers of killed runs; returns how many were removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    stale = list(directory.glob(".tmp-*"))
+    for p in stale:
+        _remove(p)
+    return len(stale)
+
+
+def code_fingerprint(*modules: Any) -> str:
+    """Hash of the source files of `modules`: artifacts made by changed code get a new
+    fingerprint, so reruns and the re-evaluation schedule notice code changes."""
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,126 @@
+"""The `token_shards` stage: tokenize each labelled document and give every token the
+class of its word (A.2.1). A dataset directory holds `shard-XXXX.parquet`, a copy of
+`tokenizer.model`, and `manifest.json` with counts and a fingerprint."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines import align, token_shards
+from pipelines.align import token_classes
+from pipelines.corpus import read_corpus_shard
+from pipelines.facts import CLASS_NAMES, FACT, WordLabels
+from pipelines.files import atomic_path, clean_stale_tmp, code_fingerprint, file_sha256, fingerprint, read_json, write_json
+from pipelines.shards import (
+    MANIFEST,
+    TOKEN_SCHEMA,
+    WORD_LABEL_SCHEMA,
+    ShardError,
+    check_equal_lengths,
+    file_metadata,
+    list_array,
+    read_table,
+    shard_name,
+    write_table,
+)
+from pipelines.tokenizer import MODEL_FILE, Tokenizer
+
+Log = Callable[[str], None]
+
+
+def _word_labels(table: pa.Table, row: int) -> WordLabels:
+    get = lambda c: table.column(c)[row].values.to_numpy()  # noqa: E731
+    return WordLabels(get("word_start"), get("word_end"), get("word_class"), get("word_rule"))
+
+
+def tokenize_shard(corpus_dir: Path, labels_dir: Path, shard: int, tok: Tokenizer, out_dir: Path) -> dict:
+    corpus = read_corpus_shard(corpus_dir, shard, ["doc_id", "text", "split"])
+    labels_path = labels_dir / shard_name(shard)
+    labels = read_table(labels_path, WORD_LABEL_SCHEMA)
+    if corpus.column("doc_id").to_pylist() != labels.column("doc_id").to_pylist():
+        raise ShardError(f"{labels_path}: documents differ from corpus shard {shard}; rematerialize spacy_word_labels")
+    check_equal_lengths(labels_path, labels, ["word_start", "word_end", "word_class", "word_rule"])
+    ids_list, cls_list = [], []
+    for row, text in enumerate(corpus.column("text").to_pylist()):
+        ids, starts, ends = tok.encode_with_offsets(text)
+        ids_list.append(ids)
+        cls_list.append(token_classes(len(text), _word_labels(labels, row), starts, ends))
+    table = pa.table(
+        [corpus.column("doc_id"), corpus.column("split"), list_array(ids_list, pa.int32()), list_array(cls_list, pa.int8())],
+        schema=TOKEN_SCHEMA,
+    )
+    splits = np.array(corpus.column("split").to_pylist())
+    lengths = np.array([len(a) for a in ids_list])
+    cls = np.concatenate(cls_list) if cls_list else np.zeros(0, np.int8)
+    stats = {
+        "file": shard_name(shard),
+        "docs": table.num_rows,
+        "tokens": int(lengths.sum()),
+        "tokens_per_split": {s: int(lengths[splits == s].sum()) for s in ("train", "validation")},
+        "classes": {name: int((cls == c).sum()) for c, name in enumerate(CLASS_NAMES)},
+        "labels_fingerprint": file_metadata(labels_path)["fingerprint"],
+    }
+    stats["sha256"] = write_table(out_dir / shard_name(shard), table, stats)
+    return stats
+
+
+def build_token_shards(
+    corpus_dir: str | Path, labels_dir: str | Path, tokenizer_path: str | Path, out_dir: str | Path, log: Log = print
+) -> dict:
+    corpus_dir, labels_dir, out_dir = Path(corpus_dir), Path(labels_dir), Path(out_dir)
+    t0 = time.perf_counter()
+    clean_stale_tmp(out_dir)
+    corpus_manifest = read_json(corpus_dir / MANIFEST)
+    tok = Tokenizer(tokenizer_path)
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        shutil.copyfile(tok.path, tmp)
+    shards = []
+    for k in range(corpus_manifest["num_shards"]):
+        shards.append(tokenize_shard(corpus_dir, labels_dir, k, tok, out_dir))
+        log(f"token shard {k}: {shards[-1]['docs']} documents, {shards[-1]['tokens']} tokens")
+    total = lambda key: sum(s[key] for s in shards)  # noqa: E731
+    classes = {name: sum(s["classes"][name] for s in shards) for name in CLASS_NAMES}
+    tokens = total("tokens")
+    manifest = {
+        "fingerprint": fingerprint(
+            file_sha256(tok.path), [s["labels_fingerprint"] for s in shards], code_fingerprint(align, token_shards)
+        ),
+        "corpus_fingerprint": corpus_manifest["fingerprint"],
+        "tokenizer": {"file": MODEL_FILE, "sha256": file_sha256(tok.path), "vocab_size": tok.vocab_size,
+                      "call_token_id": tok.call_id, "eos_id": tok.eos_id},
+        "shards": shards,
+        "docs": total("docs"),
+        "tokens": tokens,
+        "tokens_per_split": {s: sum(x["tokens_per_split"][s] for x in shards) for s in ("train", "validation")},
+        "classes": classes,
+        "fact_fraction": classes["fact"] / max(tokens, 1),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def verify_shard(path: str | Path, tok: Tokenizer, corpus_dir: str | Path | None = None, shard: int | None = None) -> dict:
+    """Asset-check helper: ids and classes have equal lengths, every id is in the
+    vocabulary (and never <CALL>), classes are valid, and, given the corpus, the tokens
+    decode back to exactly the document text (every character covered)."""
+    table = read_table(path, TOKEN_SCHEMA)
+    check_equal_lengths(path, table, ["input_ids", "token_class"])
+    ids = table.column("input_ids").combine_chunks().values.to_numpy()
+    cls = table.column("token_class").combine_chunks().values.to_numpy()
+    if len(ids) and (ids.min() < 0 or ids.max() >= tok.call_id):
+        raise ShardError(f"{path}: token ids outside [0, {tok.call_id}) (the text vocabulary)")
+    if len(cls) and (cls.min() < 0 or cls.max() > FACT):
+        raise ShardError(f"{path}: token classes outside 0..{FACT}")
+    uncovered = 0
+    if corpus_dir is not None:
+        texts = read_corpus_shard(corpus_dir, shard, ["text"]).column("text").to_pylist()
+        for text, row in zip(texts, table.column("input_ids").to_pylist()):
+            uncovered += tok.sp.decode(row) != text
+    return {"rows": table.num_rows, "tokens": len(ids), "docs_not_round_tripping": uncovered}

@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
-SHARDS := $(shell $(PYTHON) -c "import os; n=int(os.environ.get('LACY_NUM_SHARDS', 4)); print(f'{0:04d}...{n-1:04d}')")
+SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{0:04d}...{p().num_shards - 1:04d}')" 2>/dev/null)
 DG := $(BIN)/dagster asset materialize
 
 .PHONY: install run test test-slow bench dev clean
@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c requirements.lock --config-settings editable_mode=compat -e '.[dev]'
+	@# `dagster asset materialize --select X` from the repo root needs no -m flag
+	cp assets/dagster_module.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_dagster_module.pth"
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)

@@ -20,7 +20,8 @@ rules, in the order they decide a word:
    common nouns (predicative attributes, direct objects, appositives) unless governed by
    a manner preposition ("a lawyer by training").
 5. proper nouns outside any chunk, first occurrence only.
-6. everything else is `other`, as are the repeats of rules 2-5.
+6. everything else is `other`, as are the repeats of rules 2-5 and person titles ("Dr"),
+   which are cues, not facts.
 """
 
 from __future__ import annotations
@@ -111,10 +112,19 @@ class WordLabels:
 
 @dataclass
 class MentionTracker:
-    """What the document has mentioned so far (lowercased hashes), across its pieces."""
+    """What the document has mentioned so far (tuples of lowercase string hashes), across
+    its pieces."""
 
-    seen: set = field(default_factory=set)  # entity texts, chunk texts, numbers, proper nouns
+    mentions: set = field(default_factory=set)  # whole entity and chunk texts
+    words: set = field(default_factory=set)  # every word of an earlier mention (numbers, proper nouns)
     person_components: set = field(default_factory=set)
+
+
+@dataclass
+class Mention:
+    words: list[int]  # token indices in the parsed piece
+    kind: str  # person_component, entity, number, chunk_* or proper_noun
+    key: tuple  # lowercase hashes of the words
 
 
 def load_spacy(model: str = DEFAULT_SPACY_MODEL) -> Language:
@@ -193,7 +203,11 @@ class FactLabeler:
         return next(iter(self.label_texts([text])))
 
     def label_doc(self, doc: Doc, tracker: MentionTracker, offset: int = 0) -> WordLabels:
-        """Apply the rules to one parsed piece; `tracker` carries first mentions across pieces."""
+        """Apply the rules to one parsed piece; `tracker` carries first mentions across pieces.
+
+        Each word is first given to one *mention* by rule precedence (grammatical, entity,
+        number, noun chunk, proper noun); then mentions are visited in text order and are
+        facts only if their text was not mentioned before."""
         n = len(doc)
         if n == 0:
             return _empty()
@@ -201,68 +215,51 @@ class FactLabeler:
         pos, tag, dep, _, like_num, is_space, lower, _, _ = arr.T
         head_rel, idx, trailing_space = (arr[:, k].view(np.int64) for k in (3, 7, 8))
         head = np.arange(n) + head_rel  # HEAD is stored relative to the token
+        pos_l, tag_l, lower_l = pos.tolist(), tag.tolist(), lower.tolist()
         cls = np.full(n, OTHER, dtype=np.int8)
         rule = np.full(n, R["other"], dtype=np.int8)
-        decided = is_space.astype(bool).copy()
-        pos_l, tag_l, lower_l = pos.tolist(), tag.tolist(), lower.tolist()
+        taken = is_space.astype(bool)
+        mentions: list[Mention] = []
 
-        grammatical = [p in self._grammatical_pos or t in self._grammatical_tags for p, t in zip(pos_l, tag_l)]
+        def take(words: list[int], kind: str) -> None:
+            taken[words] = True
+            mentions.append(Mention(words, kind, tuple(lower_l[i] for i in words)))
+
+        # 1. grammatical words
         for i in range(n):
-            if grammatical[i] and not decided[i]:
-                cls[i], rule[i], decided[i] = GRAMMATICAL, R["grammatical"], True
-
-        seen = tracker.seen
-        # 2. named entities
+            if not taken[i] and (pos_l[i] in self._grammatical_pos or tag_l[i] in self._grammatical_tags):
+                cls[i], rule[i], taken[i] = GRAMMATICAL, R["grammatical"], True
+        # 2. named entities; PERSON names mention each component on its own
         for ent in doc.ents:
-            words = [i for i in range(ent.start, ent.end) if not decided[i]]
-            if not words:
-                continue
-            if ent.label == self._person:
+            words = [i for i in range(ent.start, ent.end) if not taken[i]]
+            if words and ent.label == self._person:
                 for i in words:
-                    first = lower_l[i] not in tracker.person_components
-                    self._set(cls, rule, decided, [i], first, "person_component_first", "person_component_repeat")
-                    tracker.person_components.add(lower_l[i])
-            else:
-                key = tuple(lower_l[i] for i in words)
-                first = key not in seen
-                self._set(cls, rule, decided, words, first, "entity_first_mention", "entity_repeat")
-                seen.add(key)
-            for i in words:  # a later bare "1751" or "Curie" repeats what the entity said
-                seen.add((lower_l[i],))
-
+                    take([i], "person_component")
+            elif words:
+                take(words, "entity")
         # 3. numbers
         num = self._pos["NUM"]
         for i in range(n):
-            if not decided[i] and (pos_l[i] == num or like_num[i]) and (pos_l[i] == num or _has_digit(doc[i].text)):
-                key = (lower_l[i],)
-                self._set(cls, rule, decided, [i], key not in seen, "number_first", "number_repeat")
-                seen.add(key)
-
-        # 4. noun chunks, split at whitespace
+            if not taken[i] and (pos_l[i] == num or (like_num[i] and _has_digit(doc[i].text))):
+                take([i], "number")
+        # 4. noun chunks, split at whitespace; a title ("Dr") is a cue, not a fact
         for chunk in _whitespace_split_chunks(doc, is_space):
-            words = [i for i in chunk if not decided[i] and pos_l[i] in self._content_pos]
-            if not words:
-                continue
-            kind = self._chunk_kind(doc, chunk, words, pos_l, dep, head, lower_l, tag_l)
-            if kind is None:
-                continue
+            words = [i for i in chunk if not taken[i] and pos_l[i] in self._content_pos and lower_l[i] not in self._titles]
+            kind = self._chunk_kind(doc, chunk, words, pos_l, dep, head, lower_l) if words else None
             if kind == "manner_preposition":
-                for i in words:
-                    cls[i], rule[i], decided[i] = OTHER, R["manner_preposition"], True
-                continue
-            key = tuple(lower_l[i] for i in words)
-            self._set(cls, rule, decided, words, key not in seen, kind, "chunk_repeat")
-            seen.add(key)
-            if kind == "chunk_person":
-                tracker.person_components.update(lower_l[i] for i in words)
-
-        # 5. proper nouns outside chunks and entities
+                cls[words], rule[words], taken[words] = OTHER, R["manner_preposition"], True
+            elif kind is not None:
+                take(words, kind)
+        # 5. proper nouns outside entities and chunks
         propn = self._pos["PROPN"]
         for i in range(n):
-            if not decided[i] and pos_l[i] == propn:
-                key = (lower_l[i],)
-                self._set(cls, rule, decided, [i], key not in seen, "proper_noun_first", "proper_noun_repeat")
-                seen.add(key)
+            if not taken[i] and pos_l[i] == propn and lower_l[i] not in self._titles:
+                take([i], "proper_noun")
+
+        for m in sorted(mentions, key=lambda m: m.words[0]):
+            first, first_rule, repeat_rule = self._first_mention(m, tracker)
+            cls[m.words] = FACT if first else OTHER
+            rule[m.words] = R[first_rule] if first else R[repeat_rule]
 
         words = ~is_space.astype(bool)
         end = np.append(idx[1:], len(doc.text)) - trailing_space  # a token ends where the next begins
@@ -273,7 +270,29 @@ class FactLabeler:
             rule=rule[words],
         )
 
-    def _chunk_kind(self, doc, chunk, words, pos_l, dep, head, lower_l, tag_l) -> str | None:
+    @staticmethod
+    def _first_mention(m: Mention, tracker: MentionTracker) -> tuple[bool, str, str]:
+        """Whether `m` mentions its text for the first time, then remember it."""
+        if m.kind == "person_component":
+            first = m.key[0] not in tracker.person_components
+            tracker.person_components.add(m.key[0])
+            return first, "person_component_first", "person_component_repeat"
+        if m.kind in ("number", "proper_noun"):
+            first = m.key not in tracker.words
+        else:  # entities and chunks repeat only as the whole text
+            first = m.key not in tracker.mentions
+            tracker.mentions.add(m.key)
+        tracker.words.update((w,) for w in m.key)
+        if m.kind == "chunk_person":
+            tracker.person_components.update(m.key)
+        rules = {
+            "entity": ("entity_first_mention", "entity_repeat"),
+            "number": ("number_first", "number_repeat"),
+            "proper_noun": ("proper_noun_first", "proper_noun_repeat"),
+        }
+        return (first, *rules.get(m.kind, (m.kind, "chunk_repeat")))
+
+    def _chunk_kind(self, doc, chunk, words, pos_l, dep, head, lower_l) -> str | None:
         """Which A.2.1 chunk rule makes this chunk a fact, or None."""
         root = next((i for i in chunk if head[i] == i or not chunk[0] <= head[i] <= chunk[-1]), chunk[-1])
         has_propn = any(pos_l[i] == self._pos["PROPN"] for i in words)
@@ -313,13 +332,6 @@ class FactLabeler:
                 return True
             k = h
         return False
-
-    @staticmethod
-    def _set(cls, rule, decided, words, first: bool, first_rule: str, repeat_rule: str) -> None:
-        for i in words:
-            cls[i] = FACT if first else OTHER
-            rule[i] = R[first_rule] if first else R[repeat_rule]
-            decided[i] = True
 
 
 def _whitespace_split_chunks(doc: Doc, is_space: np.ndarray) -> Iterator[list[int]]:

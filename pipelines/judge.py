@@ -76,36 +76,32 @@ def parse_annotated(annotated: str) -> tuple[str, list[Lookup]]:
     return "".join(parts), lookups
 
 
-def value_span(plain: str, lookup: Lookup) -> tuple[int, int] | None:
-    """Character span of the value's repetition after the lookup, or None.
+def value_spans(plain: str, lookup: Lookup) -> list[tuple[int, int]]:
+    """Character spans of the value's words where the text repeats it after the lookup
+    (empty if it does not).
 
-    Exact (case-insensitive) when the text repeats the value verbatim; otherwise the run
-    of the value's words that follows, allowing connectors ("A, B" written "A and B") and
-    at most MAX_SKIPPED_WORDS other words before it."""
+    Exact (case-insensitive) when the text repeats the value verbatim; otherwise the
+    value's words in the run that follows, allowing connectors between them ("A, B"
+    written "A and B": the connector is not delegated) and at most MAX_SKIPPED_WORDS other
+    words before the first."""
     start = len(plain) - len(plain[lookup.position :].lstrip())
-    if plain[start : start + len(lookup.value)].lower() == lookup.value.lower() and lookup.value:
-        return start, start + len(lookup.value)
+    if lookup.value and plain[start : start + len(lookup.value)].lower() == lookup.value.lower():
+        return [(start, start + len(lookup.value))]
     remaining = Counter(w.lower() for w in _WORD.findall(lookup.value))
-    if not remaining:
-        return None
-    first = last = None
+    spans: list[tuple[int, int]] = []
     skipped = 0
-    words = _WORD.finditer(plain, lookup.position, min(len(plain), lookup.position + 4 * len(lookup.value) + 80))
-    for m in words:
+    for m in _WORD.finditer(plain, lookup.position, min(len(plain), lookup.position + 4 * len(lookup.value) + 80)):
         w = m.group().lower()
         if remaining[w] > 0:
             remaining[w] -= 1
-            first = m.start() if first is None else first
-            last = m.end()
+            spans.append(m.span())
             if not +remaining:
                 break
-        elif first is None and skipped < MAX_SKIPPED_WORDS:
+        elif not spans and skipped < MAX_SKIPPED_WORDS:
             skipped += 1
-        elif first is not None and w in CONNECTORS:
-            continue
-        else:
+        elif not (spans and w in CONNECTORS):
             break
-    return (first, last) if first is not None else None
+    return spans
 
 
 def _word_map(plain: str, clean: str) -> tuple[list[re.Match], list[re.Match], dict[int, int]]:
@@ -129,29 +125,28 @@ def delegated_chars(annotated: str, clean: str, doc_id: str = "") -> tuple[np.nd
     pw, cw, mapping = _word_map(plain, clean)
     starts = np.array([m.start() for m in pw])
     for lookup in lookups:
-        span = value_span(plain, lookup)
-        if span is None:
+        spans = value_spans(plain, lookup)
+        if not spans:
             report.unplaced.append({"doc_id": doc_id, "value": lookup.value, "reason": "value not found after lookup"})
             continue
-        first = int(np.searchsorted(starts, span[0], side="right")) - 1
         placed_any = False
-        for k in range(max(first, 0), len(pw)):
-            word = pw[k]
-            if word.start() >= span[1]:
-                break
-            if word.end() <= span[0]:
-                continue
-            if k not in mapping:
-                report.words_unaligned += 1
-                continue
-            target = cw[mapping[k]]
-            if word.group() == target.group():  # same word: delegate the same characters
-                lo = max(span[0], word.start()) - word.start()
-                hi = min(span[1], word.end()) - word.start()
-                mask[target.start() + lo : target.start() + hi] = True
-            else:  # edited word ("Van" / "Văn"): delegate all of it
-                mask[target.start() : target.end()] = True
-            placed_any = True
+        for span in spans:
+            first = int(np.searchsorted(starts, span[0], side="right")) - 1
+            for k in range(max(first, 0), len(pw)):
+                word = pw[k]
+                if word.start() >= span[1]:
+                    break
+                if k not in mapping:
+                    report.words_unaligned += 1
+                    continue
+                target = cw[mapping[k]]
+                if word.group() == target.group():  # same word: delegate the same characters
+                    lo = max(span[0], word.start()) - word.start()
+                    hi = min(span[1], word.end()) - word.start()
+                    mask[target.start() + lo : target.start() + hi] = True
+                else:  # edited word ("Van" / "Văn"): delegate all of it
+                    mask[target.start() : target.end()] = True
+                placed_any = True
         if placed_any:
             report.placed += 1
         else:

@@ -1,0 +1,233 @@
+"""The data-stage assets (section 4, A.2.1, A.2.2): raw_corpus -> spacy_word_labels
+(partitioned by shard) -> tokenizer -> token_shards -> lmlm_judge_labels."""
+
+
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from assets.metadata import md_plot, md_table
+from assets.partitions import NUM_SHARDS, shard_partitions
+from assets.resources import LacyStorage
+from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
+from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, RULES, LabelerConfig
+from pipelines.files import read_json
+from pipelines.judge import build_judge_labels
+from pipelines.presets import data_preset
+from pipelines.shards import MANIFEST, shard_name
+from pipelines.token_shards import build_token_shards, verify_shard
+from pipelines.tokenizer import MODEL_FILE, Tokenizer, TokenizerConfig, tokenizer_summary, train_tokenizer
+from pipelines.word_labels import label_shards
+
+PAPER_FACT_FRACTION = 0.25  # section 4: "Our spaCy annotation alone assigns a fact label to 25% of tokens"
+
+
+class RawCorpusConfig(Config):
+    sources: list[str] = ["embedded:dwiki"]
+    validation_fraction: float = 0.1
+    min_stopword_fraction: float = 0.08
+
+
+@asset(group_name="data", description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
+def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage: LacyStorage) -> MaterializeResult:
+    corpus_config = CorpusConfig(tuple(config.sources), config.validation_fraction, config.min_stopword_fraction)
+    table, report = build_corpus(corpus_config)
+    manifest = write_corpus(table, report, storage.path("corpus"), NUM_SHARDS, corpus_config)
+    context.log.info(f"{manifest['documents']} documents, skipped {manifest['skipped'] or 'none'}")
+    titles = table.column("title").to_pylist()[:8]
+    return MaterializeResult(
+        metadata={
+            "documents": manifest["documents"],
+            "characters": manifest["characters"],
+            "documents_per_source": MetadataValue.json(manifest["documents_per_source"]),
+            "splits": MetadataValue.json(manifest["splits"]),
+            "skipped": MetadataValue.json(manifest["skipped"]),
+            "num_shards": NUM_SHARDS,
+            "fingerprint": manifest["fingerprint"],
+            "path": MetadataValue.path(str(storage.path("corpus"))),
+            "first_titles": MetadataValue.md("\n".join(f"- {t}" for t in titles)),
+        },
+    )
+
+
+class WordLabelsConfig(Config):
+    spacy_model: str = DEFAULT_SPACY_MODEL
+    batch_size: int = 64
+    workers: int = max(1, os.cpu_count() or 1)
+
+
+@asset(
+    group_name="data",
+    deps=[raw_corpus],
+    partitions_def=shard_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    description="Every word classified fact / grammatical / other by the A.2.1 rules, with the deciding rule. "
+    "A run over several shards labels them in parallel worker processes.",
+)
+def spacy_word_labels(context: AssetExecutionContext, config: WordLabelsConfig, storage: LacyStorage) -> MaterializeResult:
+    shards = [int(k) for k in context.partition_keys]
+    labeler_config = LabelerConfig(spacy_model=config.spacy_model, batch_size=config.batch_size)
+    stats = label_shards(storage.path("corpus"), shards, storage.path("spacy_word_labels"), labeler_config, config.workers, context.log.info)
+    words = sum(s["words"] for s in stats)
+    classes = {name: sum(s["classes"][name] for s in stats) for name in CLASS_NAMES}
+    rules = {name: sum(s["rules"][name] for s in stats) for name in RULES}
+    seconds = sum(s["seconds"] for s in stats)
+    return MaterializeResult(
+        metadata={
+            "shards": MetadataValue.json(shards),
+            "documents": sum(s["docs"] for s in stats),
+            "words": words,
+            "word_fractions": MetadataValue.json({k: round(v / max(words, 1), 4) for k, v in classes.items()}),
+            "rules": md_table([{"rule": r, "words": n, "fraction": n / max(words, 1)} for r, n in rules.items() if n]),
+            "words_per_second_per_worker": round(words / max(seconds, 1e-9), 1),
+            "per_shard": md_table([{k: s[k] for k in ("shard", "docs", "words", "seconds", "fingerprint")} for s in stats]),
+        }
+    )
+
+
+class TokenizerAssetConfig(Config):
+    vocab_size: int = data_preset().vocab_size
+    model_type: str = "bpe"
+
+
+@asset(group_name="data", deps=[raw_corpus], description="SentencePiece BPE (digits split, byte fallback) on the train split, <CALL> as the last id.")
+def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, storage: LacyStorage) -> MaterializeResult:
+    corpus_dir = storage.path("corpus")
+    shards = read_json(corpus_dir / MANIFEST)["num_shards"]
+    def train_texts():
+        for k in range(shards):
+            part = read_corpus_shard(corpus_dir, k, ["text", "split"])
+            yield from (t for t, s in zip(part.column("text").to_pylist(), part.column("split").to_pylist()) if s == "train")
+
+    tok_config = TokenizerConfig(vocab_size=config.vocab_size, model_type=config.model_type)
+    path = train_tokenizer(train_texts(), storage.path("tokenizer"), tok_config)
+    tok = Tokenizer(path)
+    example = "Napoleon was born on August 15, 1769."
+    pieces = [tok.piece(i) for i in tok.encode(example)]
+    context.log.info(f"{tok.vocab_size} pieces, <CALL> = {tok.call_id}")
+    return MaterializeResult(
+        metadata={
+            **{k: v for k, v in tokenizer_summary(tok, tok_config).items() if isinstance(v, int | float | str)},
+            "path": MetadataValue.path(str(path)),
+            "example": MetadataValue.md(f"`{example}` → " + " ".join(f"`{p}`" for p in pieces)),
+        }
+    )
+
+
+@asset(group_name="data", deps=[spacy_word_labels, tokenizer], description="Parquet shards of input_ids with each token's class inherited from its word, and a manifest.")
+def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
+    manifest = build_token_shards(
+        storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE), storage.path("token_shards"), context.log.info
+    )
+    tokens = manifest["tokens"]
+    fractions = {k: v / max(tokens, 1) for k, v in manifest["classes"].items()}
+    return MaterializeResult(
+        metadata={
+            "documents": manifest["docs"],
+            "tokens": tokens,
+            "tokens_per_split": MetadataValue.json(manifest["tokens_per_split"]),
+            "fact_fraction": round(manifest["fact_fraction"], 4),
+            "paper_fact_fraction": PAPER_FACT_FRACTION,
+            "token_fractions": MetadataValue.json({k: round(v, 4) for k, v in fractions.items()}),
+            "fact_fraction_per_document": _fact_fraction_plot(storage),
+            "fingerprint": manifest["fingerprint"],
+            "path": MetadataValue.path(str(storage.path("token_shards"))),
+            "seconds": manifest["seconds"],
+        }
+    )
+
+
+def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:
+    import pyarrow.parquet as pq
+
+    fractions = []
+    for entry in read_json(storage.path("token_shards", MANIFEST))["shards"]:
+        column = pq.read_table(storage.path("token_shards", entry["file"]), columns=["token_class"]).column("token_class")
+        fractions += [float(np.mean(np.asarray(row) == 2)) if row else 0.0 for row in column.to_pylist()]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(fractions, bins=40, color="#4a7ab5")
+    ax.axvline(PAPER_FACT_FRACTION, color="k", linestyle="--", label="paper: 25% of tokens")
+    ax.set_xlabel("fraction of a document's tokens labelled fact")
+    ax.set_ylabel("documents")
+    ax.legend()
+    return md_plot(fig, storage.path("token_shards", "fact_fraction_per_document.png"))
+
+
+@asset_check(asset=token_shards, description="input_ids and token_class have equal lengths; ids are text ids (never <CALL>); tokens decode back to each document exactly.")
+def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
+    tok = Tokenizer(storage.path("token_shards"))
+    rows = tokens = not_round_tripping = 0
+    for k in range(read_json(storage.path("corpus", MANIFEST))["num_shards"]):
+        result = verify_shard(storage.path("token_shards", shard_name(k)), tok, storage.path("corpus"), k)
+        rows, tokens = rows + result["rows"], tokens + result["tokens"]
+        not_round_tripping += result["docs_not_round_tripping"]
+    return AssetCheckResult(
+        passed=not_round_tripping == 0,
+        metadata={"documents": rows, "tokens": tokens, "documents_not_covered": not_round_tripping},
+    )
+
+
+@asset_check(asset=token_shards, description="Reports the fraction of tokens labelled fact (the paper reports about 25% on dwiki); warns outside 10-50%.")
+def fact_fraction(storage: LacyStorage) -> AssetCheckResult:
+    value = read_json(storage.path("token_shards", MANIFEST))["fact_fraction"]
+    return AssetCheckResult(
+        passed=0.10 <= value <= 0.50,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"fact_fraction": round(value, 4), "paper": PAPER_FACT_FRACTION},
+    )
+
+
+class JudgeLabelsConfig(Config):
+    annotations: str = "embedded:dwiki"  # or a path to LMLM-format JSON / JSONL with text + annotated_text
+
+
+@asset(group_name="data", deps=[token_shards], description="LMLM's LLM-judge annotations converted per A.2.2 into per-token judge_call labels on the same input_ids.")
+def lmlm_judge_labels(context: AssetExecutionContext, config: JudgeLabelsConfig, storage: LacyStorage) -> MaterializeResult:
+    manifest = build_judge_labels(storage.path("corpus"), storage.path("token_shards"), storage.path("lmlm_judge_labels"), config.annotations, context.log.info)
+    return MaterializeResult(
+        metadata={
+            "annotated_documents": manifest["annotated_docs"],
+            "documents": manifest["docs"],
+            "lookups": manifest["lookups"],
+            "values_placed": manifest["placed"],
+            "values_unplaced": manifest["unplaced"],
+            "words_unaligned": manifest["words_unaligned"],
+            "unplaced_examples": md_table(manifest["unplaced_examples"][:15]),
+            "judge_call_fraction": round(manifest["judge_call_fraction"], 4),
+            "agreement_with_spacy_facts": MetadataValue.json({k: round(v, 4) for k, v in manifest["agreement_with_spacy_facts"].items()}),
+            "fingerprint": manifest["fingerprint"],
+            "path": MetadataValue.path(str(storage.path("lmlm_judge_labels"))),
+        }
+    )
+
+
+@asset_check(asset=lmlm_judge_labels, description="judge_call has one label per input_id in every annotated document.")
+def judge_labels_aligned(storage: LacyStorage) -> AssetCheckResult:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    mismatched = 0
+    for entry in read_json(storage.path("lmlm_judge_labels", MANIFEST))["shards"]:
+        judge = pq.read_table(storage.path("lmlm_judge_labels", entry["file"])).column("judge_call")
+        ids = pq.read_table(storage.path("token_shards", entry["file"]), columns=["input_ids"]).column("input_ids")
+        annotated = pc.is_valid(judge)
+        lengths = pc.list_value_length(judge.filter(annotated))
+        expected = pc.list_value_length(ids.filter(annotated))
+        mismatched += int(pc.sum(pc.not_equal(lengths, expected)).as_py() or 0)
+    return AssetCheckResult(passed=mismatched == 0, metadata={"documents_with_mismatched_lengths": mismatched})
+
+
+DATA_ASSETS = [raw_corpus, spacy_word_labels, tokenizer, token_shards, lmlm_judge_labels]
+DATA_CHECKS = [token_shards_aligned, fact_fraction, judge_labels_aligned]

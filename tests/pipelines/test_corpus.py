@@ -1,0 +1,113 @@
+"""Corpus readers, the deterministic split, and bad input: errors name the file and the
+record, skips are counted."""
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.corpus import CorpusConfig, CorpusError, build_corpus, doc_id_for, read_source, split_of, write_corpus
+from pipelines.files import read_json
+
+ENGLISH = "The river flows through the old town and it is known for the bridges that were built in the past."
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_embedded_dwiki_has_834_distinct_articles():
+    table, report = build_corpus(CorpusConfig())
+    assert table.num_rows == 834 and report.skip_counts() == {}
+    assert len(set(table.column("doc_id").to_pylist())) == 834
+    assert table.column("title")[0].as_py() == "Ralph Earl"
+    validation = table.column("split").to_pylist().count("validation")
+    assert 0.06 < validation / 834 < 0.14
+
+
+def test_split_is_deterministic_and_about_ten_percent():
+    ids = [doc_id_for(f"document {i}") for i in range(5000)]
+    splits = [split_of(d) for d in ids]
+    assert splits == [split_of(d) for d in ids]
+    assert 0.09 < splits.count("validation") / 5000 < 0.11
+
+
+def test_jsonl_parquet_and_directory_sources(tmp_path):
+    jsonl(tmp_path / "a.jsonl", [{"text": ENGLISH, "title": "River"}, {"id": "x7", "text": ENGLISH + " More."}])
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"text": "Another " + ENGLISH}) + "\n")
+    pq.write_table(pa.table({"text": ["Third " + ENGLISH], "doc_id": ["p1"]}), tmp_path / "c.parquet")
+    table, report = build_corpus(CorpusConfig(sources=(str(tmp_path),)))
+    assert table.num_rows == 4
+    assert set(table.column("doc_id").to_pylist()) >= {"x7", "p1", doc_id_for(ENGLISH)}
+    assert table.column("title").to_pylist()[0] == "River"
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps({"text": ENGLISH}).encode() + b"\n" + b'{"text": "caf\xe9"}\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:line 2: invalid UTF-8"):
+        list(read_source(str(path)))
+
+
+def test_missing_text_field_names_file_and_line(tmp_path):
+    path = jsonl(tmp_path / "docs.jsonl", [{"text": ENGLISH}, {"body": ENGLISH}])
+    with pytest.raises(CorpusError, match=r"docs\.jsonl:line 2: missing 'text' field"):
+        build_corpus(CorpusConfig(sources=(str(path),)))
+
+
+def test_not_json_names_file_and_line(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(CorpusError, match=r"docs\.jsonl:line 2: not valid JSON"):
+        list(read_source(str(path)))
+
+
+def test_empty_duplicate_and_non_english_are_counted_skips(tmp_path):
+    path = jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"text": ENGLISH},
+            {"text": "   \n "},
+            {"text": ENGLISH},  # same text, same derived doc_id
+            {"text": "Der Hund läuft schnell über die Straße und bellt laut, weil er großen Hunger hat."},
+        ],
+    )
+    table, report = build_corpus(CorpusConfig(sources=(str(path),)))
+    assert table.num_rows == 1
+    assert report.skip_counts() == {"empty": 1, "duplicate": 1, "non_english": 1}
+    assert [s["origin"] for s in report.skipped] == [f"{path}:line 2", f"{path}:line 3", f"{path}:line 4"]
+
+
+def test_conflicting_doc_ids_are_an_error(tmp_path):
+    path = jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": ENGLISH}, {"id": "a", "text": "Other " + ENGLISH}])
+    with pytest.raises(CorpusError, match=r"docs\.jsonl:line 2: doc_id 'a' already used by .*line 1"):
+        build_corpus(CorpusConfig(sources=(str(path),)))
+
+
+def test_unknown_source_and_empty_corpus(tmp_path):
+    with pytest.raises(CorpusError, match="no such file"):
+        list(read_source(str(tmp_path / "missing.jsonl")))
+    path = jsonl(tmp_path / "docs.jsonl", [{"text": " "}])
+    with pytest.raises(CorpusError, match="no usable documents"):
+        build_corpus(CorpusConfig(sources=(str(path),)))
+
+
+def test_hugging_face_source_from_a_local_directory(tmp_path):
+    data = tmp_path / "hf_dataset"
+    data.mkdir()
+    jsonl(data / "train.jsonl", [{"text": ENGLISH, "title": "River"}])
+    records = list(read_source(f"hf:{data}"))
+    assert [r.title for r in records] == ["River"] and records[0].origin.startswith(f"hf:{data}")
+
+
+def test_corpus_shards_and_manifest(tmp_path):
+    table, report = build_corpus(CorpusConfig())
+    manifest = write_corpus(table, report, tmp_path, 3, CorpusConfig())
+    assert sum(s["docs"] for s in manifest["shards"]) == 834
+    assert read_json(tmp_path / "manifest.json")["fingerprint"] == manifest["fingerprint"]
+    again = write_corpus(table, report, tmp_path, 3, CorpusConfig())
+    assert again["fingerprint"] == manifest["fingerprint"]

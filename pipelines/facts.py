@@ -37,6 +37,7 @@ from spacy.tokens import Doc
 
 GRAMMATICAL, OTHER, FACT = 0, 1, 2
 CLASS_NAMES = ("grammatical", "other", "fact")
+UNLABELED = -1  # token_class of data without fact labels (the reference model's extra text)
 
 # Rule codes stored per word; the name says which rule of A.2.1 decided the class.
 RULES = (

@@ -15,7 +15,7 @@ import pyarrow as pa
 from pipelines import align, token_shards
 from pipelines.align import token_classes
 from pipelines.corpus import read_corpus_shard
-from pipelines.facts import CLASS_NAMES, FACT, WordLabels
+from pipelines.facts import CLASS_NAMES, FACT, UNLABELED, WordLabels
 from pipelines.files import atomic_path, clean_stale_tmp, code_fingerprint, file_sha256, fingerprint, read_json, write_json
 from pipelines.shards import (
     MANIFEST,
@@ -39,18 +39,28 @@ def _word_labels(table: pa.Table, row: int) -> WordLabels:
     return WordLabels(get("word_start"), get("word_end"), get("word_class"), get("word_rule"))
 
 
-def tokenize_shard(corpus_dir: Path, labels_dir: Path, shard: int, tok: Tokenizer, out_dir: Path) -> dict:
-    corpus = read_corpus_shard(corpus_dir, shard, ["doc_id", "text", "split"])
+def _labels_for(corpus: pa.Table, labels_dir: Path, shard: int) -> pa.Table:
     labels_path = labels_dir / shard_name(shard)
     labels = read_table(labels_path, WORD_LABEL_SCHEMA)
     if corpus.column("doc_id").to_pylist() != labels.column("doc_id").to_pylist():
         raise ShardError(f"{labels_path}: documents differ from corpus shard {shard}; rematerialize spacy_word_labels")
     check_equal_lengths(labels_path, labels, ["word_start", "word_end", "word_class", "word_rule"])
+    return labels
+
+
+def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, labels_dir: Path | None) -> dict:
+    """Tokenize one corpus shard; with `labels_dir`, each token gets its word's class,
+    without, every token is UNLABELED (data that only trains the baseline objective)."""
+    corpus = read_corpus_shard(corpus_dir, shard, ["doc_id", "text", "split"])
+    labels = _labels_for(corpus, labels_dir, shard) if labels_dir is not None else None
     ids_list, cls_list = [], []
     for row, text in enumerate(corpus.column("text").to_pylist()):
         ids, starts, ends = tok.encode_with_offsets(text)
         ids_list.append(ids)
-        cls_list.append(token_classes(len(text), _word_labels(labels, row), starts, ends))
+        if labels is None:
+            cls_list.append(np.full(len(ids), UNLABELED, dtype=np.int8))
+        else:
+            cls_list.append(token_classes(len(text), _word_labels(labels, row), starts, ends))
     table = pa.table(
         [corpus.column("doc_id"), corpus.column("split"), list_array(ids_list, pa.int32()), list_array(cls_list, pa.int8())],
         schema=TOKEN_SCHEMA,
@@ -64,16 +74,18 @@ def tokenize_shard(corpus_dir: Path, labels_dir: Path, shard: int, tok: Tokenize
         "tokens": int(lengths.sum()),
         "tokens_per_split": {s: int(lengths[splits == s].sum()) for s in ("train", "validation")},
         "classes": {name: int((cls == c).sum()) for c, name in enumerate(CLASS_NAMES)},
-        "labels_fingerprint": file_metadata(labels_path)["fingerprint"],
+        "labels_fingerprint": file_metadata(labels_dir / shard_name(shard))["fingerprint"] if labels_dir else None,
     }
     stats["sha256"] = write_table(out_dir / shard_name(shard), table, stats)
     return stats
 
 
 def build_token_shards(
-    corpus_dir: str | Path, labels_dir: str | Path, tokenizer_path: str | Path, out_dir: str | Path, log: Log = print
+    corpus_dir: str | Path, labels_dir: str | Path | None, tokenizer_path: str | Path, out_dir: str | Path, log: Log = print
 ) -> dict:
-    corpus_dir, labels_dir, out_dir = Path(corpus_dir), Path(labels_dir), Path(out_dir)
+    """Token shards of every corpus shard, labelled from `labels_dir` (None: unlabeled)."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    labels_dir = Path(labels_dir) if labels_dir is not None else None
     t0 = time.perf_counter()
     clean_stale_tmp(out_dir)
     corpus_manifest = read_json(corpus_dir / MANIFEST)
@@ -82,16 +94,20 @@ def build_token_shards(
         shutil.copyfile(tok.path, tmp)
     shards = []
     for k in range(corpus_manifest["num_shards"]):
-        shards.append(tokenize_shard(corpus_dir, labels_dir, k, tok, out_dir))
+        shards.append(tokenize_shard(corpus_dir, k, tok, out_dir, labels_dir))
         log(f"token shard {k}: {shards[-1]['docs']} documents, {shards[-1]['tokens']} tokens")
     total = lambda key: sum(s[key] for s in shards)  # noqa: E731
     classes = {name: sum(s["classes"][name] for s in shards) for name in CLASS_NAMES}
     tokens = total("tokens")
     manifest = {
         "fingerprint": fingerprint(
-            file_sha256(tok.path), [s["labels_fingerprint"] for s in shards], code_fingerprint(align, token_shards)
+            file_sha256(tok.path),
+            corpus_manifest["fingerprint"],
+            [s["labels_fingerprint"] for s in shards],
+            code_fingerprint(align, token_shards),
         ),
         "corpus_fingerprint": corpus_manifest["fingerprint"],
+        "labeled": labels_dir is not None,
         "tokenizer": {"file": MODEL_FILE, "sha256": file_sha256(tok.path), "vocab_size": tok.vocab_size,
                       "call_token_id": tok.call_id, "eos_id": tok.eos_id},
         "shards": shards,
@@ -99,7 +115,7 @@ def build_token_shards(
         "tokens": tokens,
         "tokens_per_split": {s: sum(x["tokens_per_split"][s] for x in shards) for s in ("train", "validation")},
         "classes": classes,
-        "fact_fraction": classes["fact"] / max(tokens, 1),
+        "fact_fraction": classes["fact"] / max(tokens, 1) if labels_dir is not None else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     write_json(out_dir / MANIFEST, manifest)
@@ -116,8 +132,8 @@ def verify_shard(path: str | Path, tok: Tokenizer, corpus_dir: str | Path | None
     cls = table.column("token_class").combine_chunks().values.to_numpy()
     if len(ids) and (ids.min() < 0 or ids.max() >= tok.call_id):
         raise ShardError(f"{path}: token ids outside [0, {tok.call_id}) (the text vocabulary)")
-    if len(cls) and (cls.min() < 0 or cls.max() > FACT):
-        raise ShardError(f"{path}: token classes outside 0..{FACT}")
+    if len(cls) and (cls.min() < UNLABELED or cls.max() > FACT):
+        raise ShardError(f"{path}: token classes outside {UNLABELED}..{FACT}")
     uncovered = 0
     if corpus_dir is not None:
         texts = read_corpus_shard(corpus_dir, shard, ["text"]).column("text").to_pylist()

@@ -23,7 +23,10 @@ from assets.partitions import NUM_SHARDS, shard_partitions
 from assets.resources import LacyStorage
 from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
 from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, RULES, LabelerConfig
-from pipelines.files import read_json
+from pipelines import align, corpus, facts, judge, word_labels
+from pipelines import token_shards as token_shards_module
+from pipelines import tokenizer as tokenizer_module
+from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset
 from pipelines.shards import MANIFEST, shard_name
@@ -40,7 +43,7 @@ class RawCorpusConfig(Config):
     min_stopword_fraction: float = 0.08
 
 
-@asset(group_name="data", description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
+@asset(group_name="data", code_version=code_fingerprint(corpus), description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
 def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage: LacyStorage) -> MaterializeResult:
     corpus_config = CorpusConfig(tuple(config.sources), config.validation_fraction, config.min_stopword_fraction)
     table, report = build_corpus(corpus_config)
@@ -73,6 +76,7 @@ class WordLabelsConfig(Config):
     deps=[raw_corpus],
     partitions_def=shard_partitions,
     backfill_policy=BackfillPolicy.single_run(),
+    code_version=code_fingerprint(facts, word_labels),
     description="Every word classified fact / grammatical / other by the A.2.1 rules, with the deciding rule. "
     "A run over several shards labels them in parallel worker processes.",
 )
@@ -102,7 +106,7 @@ class TokenizerAssetConfig(Config):
     model_type: str = "bpe"
 
 
-@asset(group_name="data", deps=[raw_corpus], description="SentencePiece BPE (digits split, byte fallback) on the train split, <CALL> as the last id.")
+@asset(group_name="data", deps=[raw_corpus], code_version=code_fingerprint(tokenizer_module), description="SentencePiece BPE (digits split, byte fallback) on the train split, <CALL> as the last id.")
 def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, storage: LacyStorage) -> MaterializeResult:
     corpus_dir = storage.path("corpus")
     shards = read_json(corpus_dir / MANIFEST)["num_shards"]
@@ -126,7 +130,7 @@ def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, stor
     )
 
 
-@asset(group_name="data", deps=[spacy_word_labels, tokenizer], description="Parquet shards of input_ids with each token's class inherited from its word, and a manifest.")
+@asset(group_name="data", deps=[spacy_word_labels, tokenizer], code_version=code_fingerprint(align, token_shards_module), description="Parquet shards of input_ids with each token's class inherited from its word, and a manifest.")
 def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
     manifest = build_token_shards(
         storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE), storage.path("token_shards"), context.log.info
@@ -193,7 +197,7 @@ class JudgeLabelsConfig(Config):
     annotations: str = "embedded:dwiki"  # or a path to LMLM-format JSON / JSONL with text + annotated_text
 
 
-@asset(group_name="data", deps=[token_shards], description="LMLM's LLM-judge annotations converted per A.2.2 into per-token judge_call labels on the same input_ids.")
+@asset(group_name="data", deps=[token_shards], code_version=code_fingerprint(judge), description="LMLM's LLM-judge annotations converted per A.2.2 into per-token judge_call labels on the same input_ids.")
 def lmlm_judge_labels(context: AssetExecutionContext, config: JudgeLabelsConfig, storage: LacyStorage) -> MaterializeResult:
     manifest = build_judge_labels(storage.path("corpus"), storage.path("token_shards"), storage.path("lmlm_judge_labels"), config.annotations, context.log.info)
     return MaterializeResult(
@@ -229,5 +233,33 @@ def judge_labels_aligned(storage: LacyStorage) -> AssetCheckResult:
     return AssetCheckResult(passed=mismatched == 0, metadata={"documents_with_mismatched_lengths": mismatched})
 
 
-DATA_ASSETS = [raw_corpus, spacy_word_labels, tokenizer, token_shards, lmlm_judge_labels]
+class ExtraTokenShardsConfig(Config):
+    sources: list[str] = ["embedded:wikipedia-leads"]
+
+
+@asset(
+    group_name="data",
+    deps=[tokenizer],
+    code_version=code_fingerprint(corpus, token_shards_module),
+    description="Extra text for the reference model (the 10k Wikipedia lead sections by default), tokenized "
+    "with the corpus tokenizer and unlabeled: the paper's reference model is trained longer on more data.",
+)
+def extra_token_shards(context: AssetExecutionContext, config: ExtraTokenShardsConfig, storage: LacyStorage) -> MaterializeResult:
+    corpus_config = CorpusConfig(tuple(config.sources))
+    table, report = build_corpus(corpus_config)
+    corpus = write_corpus(table, report, storage.path("extra_corpus"), NUM_SHARDS, corpus_config)
+    manifest = build_token_shards(storage.path("extra_corpus"), None, storage.path("tokenizer", MODEL_FILE), storage.path("extra_token_shards"), context.log.info)
+    return MaterializeResult(
+        metadata={
+            "documents": manifest["docs"],
+            "skipped": MetadataValue.json(corpus["skipped"]),
+            "tokens": manifest["tokens"],
+            "tokens_per_split": MetadataValue.json(manifest["tokens_per_split"]),
+            "fingerprint": manifest["fingerprint"],
+            "path": MetadataValue.path(str(storage.path("extra_token_shards"))),
+        }
+    )
+
+
+DATA_ASSETS = [raw_corpus, spacy_word_labels, tokenizer, token_shards, lmlm_judge_labels, extra_token_shards]
 DATA_CHECKS = [token_shards_aligned, fact_fraction, judge_labels_aligned]

@@ -1,0 +1,51 @@
+"""The process Dagster launches for a training run: `torchrun ... -m assets.pipes_train
+<trainer flags>`. Rank 0 reports logs, checkpoints and the final metrics back through
+Dagster Pipes; the other ranks train silently. The trainer itself knows nothing of Dagster."""
+
+import os
+from pathlib import Path
+
+import torch.distributed as dist
+from dagster_pipes import PipesContext, open_dagster_pipes
+
+from trainer.__main__ import parse_args
+from trainer.train import train
+
+REPORTED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fraction", "tokens_per_s", "data_share")
+
+
+class PipesReporter:
+    def __init__(self, pipes: PipesContext):
+        self.pipes = pipes
+        self.last: dict = {}
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.last = metrics
+        self.pipes.log.info(f"step {step}: " + " ".join(f"{k}={metrics[k]:.4g}" for k in REPORTED if k in metrics))
+
+    def checkpoint(self, path: Path, info: dict) -> None:
+        self.pipes.log.info(f"checkpoint {path} (step {info['step']}, {info['tokens_seen']} tokens)")
+
+
+def main() -> None:
+    config = parse_args()
+    if int(os.environ.get("RANK", "0")) != 0 or "DAGSTER_PIPES_CONTEXT" not in os.environ:
+        train(config, log=lambda _msg: None)
+    else:
+        with open_dagster_pipes() as pipes:
+            reporter = PipesReporter(pipes)
+            final = train(config, reporter, log=pipes.log.info)
+            pipes.report_asset_materialization(
+                metadata={
+                    "checkpoint": {"raw_value": str(final), "type": "path"},
+                    **{k: {"raw_value": float(reporter.last[k]), "type": "float"} for k in REPORTED if k in reporter.last},
+                    "steps": {"raw_value": int(reporter.last.get("step", 0)), "type": "int"},
+                    "tokens_seen": {"raw_value": int(reporter.last.get("tokens", 0)), "type": "int"},
+                }
+            )
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Training assets: the reference model and its per-token losses, and one model per method
+of Table 5. Each launches the same trainer under torchrun through Dagster Pipes, in a run
+directory of its own, and shows its loss curves."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    PipesSubprocessClient,
+    asset,
+)
+
+from assets.data import extra_token_shards, lmlm_judge_labels, token_shards
+from assets.metadata import md_plot
+from assets.resources import LacyStorage
+from pipelines.files import code_fingerprint, read_json, write_json
+from pipelines.presets import preset_name
+from trainer import data as trainer_data
+from trainer import masks, model, objective, train
+from trainer.checkpoint import latest_checkpoint
+from trainer.masks import METHODS
+from trainer.presets import REFERENCE
+from trainer.score import score_dataset
+from trainer.train import METRICS_FILE
+
+LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
+TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)
+
+
+class TrainingConfig(Config):
+    preset: str = preset_name()
+    max_steps: int | None = None  # default: the preset's steps for the method (A.4.1 ratios)
+    save_every: int | None = None
+    nproc_per_node: int = 1  # processes (GPUs) on this machine; more nodes: run torchrun yourself
+    seed: int = 0
+
+
+def latest_run(storage: LacyStorage, name: str) -> dict:
+    """{"run_dir", "checkpoint"} of the last successful training of `name`."""
+    path = storage.path("models", name, LATEST)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained {name} yet (materialize {name}_model first)")
+    return read_json(path)
+
+
+def _train(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    storage: LacyStorage,
+    pipes: PipesSubprocessClient,
+    name: str,
+    data: list[Path],
+    judge: list[Path] = (),
+    ref_losses: list[Path] = (),
+) -> MaterializeResult:
+    # A new materialization trains from scratch in its own run directory; a re-execution of a
+    # failed run (same root run id) resumes from its newest checkpoint.
+    run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
+    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed)]
+    flags += [f for d in data for f in ("--data", str(d))]
+    flags += [f for d in judge for f in ("--judge", str(d))]
+    flags += [f for d in ref_losses for f in ("--ref-losses", str(d))]
+    if config.max_steps is not None:
+        flags += ["--max-steps", str(config.max_steps)]
+    if config.save_every is not None:
+        flags += ["--save-every", str(config.save_every)]
+    threads = max(1, (os.cpu_count() or 1) // config.nproc_per_node)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc_per_node}",
+               "-m", "assets.pipes_train", *flags]
+    context.log.info(" ".join(command))
+    result = pipes.run(command=command, context=context, env={"OMP_NUM_THREADS": str(threads)}).get_materialize_result()
+    final = latest_checkpoint(run_dir)
+    write_json(storage.path("models", name, LATEST), {"run_dir": str(run_dir), "checkpoint": str(final.path)})
+    metrics = _read_metrics(run_dir / METRICS_FILE)
+    return MaterializeResult(
+        metadata={
+            **(result.metadata or {}),
+            "checkpoint": MetadataValue.path(str(final.path)),
+            "step": final.step,
+            "method": name,
+            "preset": config.preset,
+            "data_fingerprint": str(final.info.get("data_fingerprint")),
+            "loss_curves": _loss_curves(metrics, name, run_dir / "loss_curves.png"),
+            **_final_losses(metrics),
+        }
+    )
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _final_losses(metrics: list[dict]) -> dict:
+    """Losses over the last tenth of training (less noisy than the last logging step)."""
+    tail = metrics[-max(1, len(metrics) // 10) :]
+    out = {}
+    for key in ("loss", "call_loss", "non_call_loss", "call_fraction"):
+        values = [m[key] for m in tail if m.get(key) is not None]
+        if values:
+            out[f"final_{key}"] = round(sum(values) / len(values), 4)
+    return out
+
+
+def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue:
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    steps = [m["step"] for m in metrics]
+    for key, style in (("loss", "-"), ("call_loss", "--"), ("non_call_loss", ":")):
+        values = [m.get(key) for m in metrics]
+        if any(v is not None for v in values):
+            ax.plot(steps, values, style, label=key.replace("_", " "))
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per token")
+    ax.set_title(f"{name}: training losses")
+    ax.legend()
+    ax2.plot(steps, [m.get("call_fraction", 0) for m in metrics], label="call fraction")
+    ax2.plot(steps, [m.get("ignore_fraction", 0) for m in metrics], label="ignore fraction")
+    ax2.set_xlabel("step")
+    ax2.set_ylim(0, 0.5)
+    ax2.set_title("realized masks")
+    ax2.legend()
+    return md_plot(fig, save_to)
+
+
+@asset(
+    group_name="models",
+    deps=[token_shards, extra_token_shards],
+    pool="gpu",
+    code_version=TRAINER_CODE,
+    description="The reference model: baseline objective, trained longer and on more data (the corpus plus the "
+    "extra lead sections). Rho-1 and spaCy+Refloss rank on its losses; at the embedded scale it is also the cascade partner.",
+)
+def reference_model(
+    context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
+) -> MaterializeResult:
+    data = [storage.path("token_shards"), storage.path("extra_token_shards")]
+    return _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
+
+
+class ReferenceLossesConfig(Config):
+    batch_size: int = 16
+
+
+@asset(
+    group_name="models",
+    deps=[reference_model, token_shards],
+    pool="gpu",
+    code_version=TRAINER_CODE,
+    description="Per-token losses of the reference model over the train shards, aligned to input_ids.",
+)
+def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
+    checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
+    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info)
+    return MaterializeResult(
+        metadata={
+            "reference_checkpoint": MetadataValue.path(checkpoint),
+            "tokens": manifest["tokens"],
+            "mean_loss": round(manifest["mean_loss"], 4),
+            "fingerprint": manifest["fingerprint"],
+            "seconds": manifest["seconds"],
+            "path": MetadataValue.path(str(storage.path("reference_losses"))),
+        }
+    )
+
+
+def method_model(method: str) -> AssetsDefinition:
+    """`<method>_model`: the method's masks (Table 5) on the shared trainer."""
+    spec = METHODS[method]
+    deps = [token_shards] + ([lmlm_judge_labels] if spec.needs_judge else []) + ([reference_losses] if spec.needs_ref_loss else [])
+
+    @asset(
+        name=f"{method}_model",
+        group_name="models",
+        deps=deps,
+        pool="gpu",
+        code_version=TRAINER_CODE,
+        description=f"A GPT-2 trained with the `{method}` call/ignore masks of Table 5 (steps relative to the baseline: "
+        f"{spec.step_factor:.3f}x).",
+    )
+    def _model(
+        context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
+    ) -> MaterializeResult:
+        judge = [storage.path("lmlm_judge_labels")] if spec.needs_judge else []
+        ref = [storage.path("reference_losses")] if spec.needs_ref_loss else []
+        return _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
+
+    return _model
+
+
+METHOD_MODELS = [method_model(m) for m in METHODS]
+TRAINING_ASSETS = [reference_model, reference_losses, *METHOD_MODELS]

@@ -192,6 +192,7 @@ class OpenAICompatibleLLM:
         timeout_s: float = 120.0,
         max_retries: int = 5,
         concurrency: int = 4,
+        backoff_s: float = 1.0,
     ):
         if api not in ("chat", "completions"):
             raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
@@ -202,6 +203,7 @@ class OpenAICompatibleLLM:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.concurrency = concurrency
+        self.backoff_s = backoff_s
         self.name = f"openai-{api}:{self.base_url}:{model}"
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
@@ -235,7 +237,7 @@ class OpenAICompatibleLLM:
             except (urllib.error.URLError, TimeoutError) as e:
                 if attempt == self.max_retries:
                     raise EndpointError(f"{url}: {e}") from e
-            time.sleep(min(2.0**attempt, 30.0))
+            time.sleep(min(self.backoff_s * 2.0**attempt, 30.0))  # 429 and 5xx: back off, retry
         try:
             choice = payload["choices"][0]
             text = choice["message"]["content"] if self.api == "chat" else choice["text"]

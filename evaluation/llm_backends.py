@@ -100,6 +100,7 @@ class TransformersLLM:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         import torch
+        from transformers import StoppingCriteriaList
 
         max_input = self.max_context - max_new_tokens if self.max_context else None
         encoded = [encode_prompt(self.tokenizer, p, self.chat, max_input) for p in prompts]
@@ -109,6 +110,7 @@ class TransformersLLM:
             batch = order[start : start + self.batch_size]
             padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             input_ids = padded["input_ids"].to(self.device)
+            criteria = StoppingCriteriaList([_StopInGenerated(self.tokenizer, input_ids.shape[1], stop)] if stop else [])
             with torch.inference_mode():
                 out = self.model.generate(
                     input_ids=input_ids,
@@ -116,13 +118,26 @@ class TransformersLLM:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
-                    stop_strings=list(stop) or None,
-                    tokenizer=self.tokenizer if stop else None,
+                    stopping_criteria=criteria,
                 )
             for row, i in enumerate(batch):
                 text = self.tokenizer.decode(out[row, input_ids.shape[1] :], skip_special_tokens=True)
                 outputs[i] = truncate_at_stop(text, stop)
         return outputs
+
+
+class _StopInGenerated:
+    """Ends a row once its generated text (never the prompt, unlike `stop_strings`, which
+    also matches across the prompt's end) contains a stop string."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, stop: Sequence[str]):
+        self.tokenizer, self.prompt_len, self.stop = tokenizer, prompt_len, list(stop)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
 
 
 class VLLMLLM:
@@ -271,7 +286,11 @@ class CachedLLM:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         keys = [self._key(p, max_new_tokens, stop) for p in prompts]
-        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._cache:
+                first.setdefault(k, i)
+        missing = list(first.values())
         if missing:
             answers = self.llm.generate([prompts[i] for i in missing], max_new_tokens, stop)
             with open(self.path, "a", encoding="utf-8") as f:

@@ -300,3 +300,32 @@ class CachedLLM:
                 f.flush()
                 os.fsync(f.fileno())
         return [self._cache[k] for k in keys]
+
+
+BACKENDS = ("transformers", "vllm", "openai-chat", "openai-completions")
+
+
+def load_llm(
+    backend: str,
+    model: str,
+    base_url: str | None = None,
+    chat: bool = False,
+    device: str = "cpu",
+    api_key_env: str | None = "OPENAI_API_KEY",
+    cache_path: str | Path | None = None,
+) -> TextLLM:
+    """A backend from plain config values: `model` is a local model directory for
+    "transformers" and "vllm" (`chat` wraps prompts in its chat template), or the served
+    model's name for "openai-chat"/"openai-completions" at `base_url` (ending in /v1).
+    With `cache_path`, answers are cached there (`CachedLLM`)."""
+    if backend == "transformers":
+        llm: TextLLM = TransformersLLM(model, device=device, chat=chat)
+    elif backend == "vllm":
+        llm = VLLMLLM(model, chat=chat)
+    elif backend in ("openai-chat", "openai-completions"):
+        if not base_url:
+            raise ValueError(f"backend {backend!r} needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        llm = OpenAICompatibleLLM(base_url, model, api=backend.removeprefix("openai-"), api_key_env=api_key_env)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+    return CachedLLM(llm, cache_path) if cache_path else llm

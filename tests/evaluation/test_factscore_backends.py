@@ -13,6 +13,7 @@ from evaluation.llm_backends import (
     TextLLM,
     TransformersLLM,
     encode_prompt,
+    load_llm,
     truncate_at_stop,
 )
 from tests.evaluation.factscore_fixtures import ScriptedLLM, small_knowledge
@@ -104,6 +105,15 @@ def test_completions_endpoint_stop_and_retries():
     assert first == retried and first["path"] == "/v1/completions" and first["auth"] is None
     assert first["body"] == {"model": "facts", "max_tokens": 64, "temperature": 0.0, "prompt": "Please breakdown ...: X.", "stop": ["\n\n"]}
     assert len(server.requests) == 3  # a 400 is not retried
+
+
+def test_load_llm_from_config_values(tmp_path):
+    llm = load_llm("openai-completions", "m", base_url="http://127.0.0.1:9/v1", cache_path=tmp_path / "c.jsonl")
+    assert isinstance(llm, CachedLLM) and llm.name == "openai-completions:http://127.0.0.1:9/v1:m"
+    with pytest.raises(ValueError, match="base_url"):
+        load_llm("openai-chat", "m")
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_llm("llama.cpp", "m")
 
 
 def test_cached_llm_answers_once_and_survives_restarts(tmp_path):

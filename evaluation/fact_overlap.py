@@ -82,7 +82,10 @@ def fact_overlap_proxy(
         name = f" {normalize(topic)} "
         spans = [s for s in fact_spans(generation, words) if f" {normalize(s)} " not in name]
         per_generation.append(
-            [{"span": s, "is_supported": is_span_supported(s, retrieval.get_passages(topic, s, n_passages))} for s in spans]
+            [
+                {"span": s, "is_supported": is_span_supported(s, retrieval.get_passages(topic, s, n_passages))}
+                for s in spans
+            ]
         )
     if log:
         log(f"{METRIC}: {sum(len(p or []) for p in per_generation)} spans in {len(generations)} generations")

@@ -65,7 +65,9 @@ class FactScoreConfig:
 
     def __post_init__(self) -> None:
         if self.abstain_detection not in (None, *ABSTAIN_DETECTION):
-            raise ValueError(f"abstain_detection must be None or one of {ABSTAIN_DETECTION}, got {self.abstain_detection!r}")
+            raise ValueError(
+                f"abstain_detection must be None or one of {ABSTAIN_DETECTION}, got {self.abstain_detection!r}"
+            )
         if self.gamma < 0 or self.n_passages < 1:
             raise ValueError(f"gamma must be >= 0 and n_passages >= 1, got {self.gamma}, {self.n_passages}")
 
@@ -264,7 +266,8 @@ def factscore(
     ]
     del result["per_generation"]
     result["config"] = asdict(config)
-    result["models"] = {"atomic_facts": fact_llm.name if fact_llm and atomic_facts is None else None, "judge": judge.name}
+    fact_model = fact_llm.name if fact_llm and atomic_facts is None else None
+    result["models"] = {"atomic_facts": fact_model, "judge": judge.name}
     result["timings_s"] = timings
     result["fingerprint"] = fingerprint(asdict(config), list(topics), list(generations), result["models"])
     return result

@@ -204,7 +204,7 @@ class KnowledgeSource:
         [{"title", "text"}], `text` still holding `<s>`/`</s>`."""
         rows = self._con.execute("SELECT text FROM documents WHERE title = ?", (title,)).fetchall()
         if len(rows) != 1:
-            raise KeyError(f"{self.path}: no document titled {title!r} (the topic must be a title of the knowledge source)")
+            raise KeyError(f"{self.path}: no document titled {title!r} (topics must be titles of the knowledge source)")
         return [{"title": title, "text": text} for text in rows[0][0].split(SPECIAL_SEPARATOR)]
 
 

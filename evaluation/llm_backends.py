@@ -85,7 +85,9 @@ class TransformersLLM:
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
         self.name = f"transformers:{model_dir.resolve()}"
-        self.device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False, local_files_only=True)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -110,7 +112,7 @@ class TransformersLLM:
             batch = order[start : start + self.batch_size]
             padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             input_ids = padded["input_ids"].to(self.device)
-            criteria = StoppingCriteriaList([_StopInGenerated(self.tokenizer, input_ids.shape[1], stop)] if stop else [])
+            stopper = [_StopInGenerated(self.tokenizer, input_ids.shape[1], stop)] if stop else []
             with torch.inference_mode():
                 out = self.model.generate(
                     input_ids=input_ids,
@@ -118,7 +120,7 @@ class TransformersLLM:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
-                    stopping_criteria=criteria,
+                    stopping_criteria=StoppingCriteriaList(stopper),
                 )
             for row, i in enumerate(batch):
                 text = self.tokenizer.decode(out[row, input_ids.shape[1] :], skip_special_tokens=True)
@@ -163,7 +165,8 @@ class VLLMLLM:
         model_dir = Path(model_dir)
         self.name = f"vllm:{model_dir.resolve()}"
         self.chat = chat
-        self.max_model_len = max_model_len or _context_length(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        self.max_model_len = max_model_len or _context_length(config)
         self.llm = LLM(
             model=str(model_dir),
             tokenizer=str(model_dir),

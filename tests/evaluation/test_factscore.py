@@ -82,7 +82,8 @@ def test_abstention_detection_as_factscore():
     assert not is_response_abstained("I'm sorry, I could not find this person.", None)
     assert is_response_abstained("I could not find any information about him [1].", "perplexity_ai")
     # an invalid paragraph after a valid one does not make the response an abstention
-    assert not is_response_abstained("Ralph Earl was a painter[1].\n\nThere is no information on his wife.", "perplexity_ai")
+    valid_first = "Ralph Earl was a painter[1].\n\nThere is no information on his wife."
+    assert not is_response_abstained(valid_first, "perplexity_ai")
     assert is_response_abstained("He is a person. There is no information about him.", "perplexity_ai")
     with pytest.raises(ValueError):
         is_response_abstained("x", "other")
@@ -94,7 +95,11 @@ def test_judge_support_sends_factscore_prompts(tmp_path):
     ks = small_knowledge(tmp_path)
     retrieval = BM25Retrieval(ks)
     judge = ScriptedLLM(lambda p: "True" if "Polish" in p.split("Input:")[1] else "False")
-    claims = [("Marie Curie", "Marie Curie was Polish."), ("Ralph Earl", "Ralph Earl was Polish."), ("Ralph Earl", "He was tall.")]
+    claims = [
+        ("Marie Curie", "Marie Curie was Polish."),
+        ("Ralph Earl", "Ralph Earl was Polish."),
+        ("Ralph Earl", "He was tall."),
+    ]
     decisions = judge_support(claims, retrieval, judge, n_passages=5, max_new_tokens=7)
     assert [d["is_supported"] for d in decisions] == [True, True, False]
     assert judge.calls[0][1:] == (7, ())
@@ -104,7 +109,8 @@ def test_judge_support_sends_factscore_prompts(tmp_path):
 def _fact_llm(facts_by_sentence):
     def answer(prompt):
         sentence = prompt.rsplit("independent facts: ", 1)[1]
-        return truncate_at_stop("".join(f"\n- {f}" for f in facts_by_sentence.get(sentence, [])) + "\n\nPlease", ["\n\n"])
+        bullets = "".join(f"\n- {f}" for f in facts_by_sentence.get(sentence, []))
+        return truncate_at_stop(bullets + "\n\nPlease", ["\n\n"])
 
     return ScriptedLLM(answer, name="fact-test-double")
 
@@ -122,7 +128,11 @@ def test_factscore_pipeline_with_test_doubles(tmp_path):
     judge = ScriptedLLM(lambda p: "True" if p.split("Input: ")[1].split(" True or False?")[0] in supported else "False")
     result = factscore(
         ["Ralph Earl", "Ralph Earl", "Marie Curie"],
-        ["Ralph Earl is an American painter. He was born in Paris.", "I'm sorry, I don't know him.", "Marie Curie is a singer."],
+        [
+            "Ralph Earl is an American painter. He was born in Paris.",
+            "I'm sorry, I don't know him.",
+            "Marie Curie is a singer.",
+        ],
         ks,
         fact_llm,
         judge,

@@ -103,7 +103,13 @@ def test_completions_endpoint_stop_and_retries():
             llm.generate(["a bad request"], 8)
     first, retried, bad = server.requests
     assert first == retried and first["path"] == "/v1/completions" and first["auth"] is None
-    assert first["body"] == {"model": "facts", "max_tokens": 64, "temperature": 0.0, "prompt": "Please breakdown ...: X.", "stop": ["\n\n"]}
+    assert first["body"] == {
+        "model": "facts",
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "prompt": "Please breakdown ...: X.",
+        "stop": ["\n\n"],
+    }
     assert len(server.requests) == 3  # a 400 is not retried
 
 

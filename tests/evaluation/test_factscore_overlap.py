@@ -25,7 +25,8 @@ def test_fact_spans_group_consecutive_fact_words():
 
 
 def test_span_support_is_normalized_whole_word_containment():
-    passages = [{"title": "Ralph Earl", "text": "<s>Ralph Earl (May 11, 1751 – August 16, 1801) was an American painter.</s><s>Niagara Falls"}]
+    text = "<s>Ralph Earl (May 11, 1751 – August 16, 1801) was an American painter.</s><s>Niagara Falls"
+    passages = [{"title": "Ralph Earl", "text": text}]
     assert normalize("  AMERICAN\tPainter, ") == "american painter"
     assert is_span_supported("american  painter", passages)
     assert is_span_supported("1751", passages)

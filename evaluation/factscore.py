@@ -269,5 +269,7 @@ def factscore(
     fact_model = fact_llm.name if fact_llm and atomic_facts is None else None
     result["models"] = {"atomic_facts": fact_model, "judge": judge.name}
     result["timings_s"] = timings
-    result["fingerprint"] = fingerprint(asdict(config), list(topics), list(generations), result["models"])
+    result["fingerprint"] = fingerprint(
+        asdict(config), list(topics), list(generations), result["models"], str(knowledge.path)
+    )
     return result

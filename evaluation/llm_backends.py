@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from tqdm.auto import tqdm
+
 
 @runtime_checkable
 class TextLLM(Protocol):
@@ -108,7 +110,8 @@ class TransformersLLM:
         encoded = [encode_prompt(self.tokenizer, p, self.chat, max_input) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
         outputs: list[str] = [""] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc=f"generate ({len(prompts)} prompts)", leave=False, disable=len(starts) < 2):
             batch = order[start : start + self.batch_size]
             padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             input_ids = padded["input_ids"].to(self.device)
@@ -226,7 +229,8 @@ class OpenAICompatibleLLM:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            return list(pool.map(lambda p: self._complete(p, max_new_tokens, stop), prompts))
+            answers = pool.map(lambda p: self._complete(p, max_new_tokens, stop), prompts)
+            return list(tqdm(answers, total=len(prompts), desc=self.model, leave=False, disable=len(prompts) < 2))
 
     def _complete(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> str:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0.0}

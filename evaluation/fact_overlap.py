@@ -97,5 +97,5 @@ def fact_overlap_proxy(
     del result["per_generation"]
     result["metric"] = METRIC
     result["config"] = {"gamma": gamma, "n_passages": n_passages, "abstain_detection": abstain_detection}
-    result["fingerprint"] = fingerprint(METRIC, result["config"], list(topics), list(generations), str(knowledge.path))
+    result["fingerprint"] = fingerprint(METRIC, result["config"], list(topics), list(generations), knowledge.identity)
     return result

@@ -270,6 +270,6 @@ def factscore(
     result["models"] = {"atomic_facts": fact_model, "judge": judge.name}
     result["timings_s"] = timings
     result["fingerprint"] = fingerprint(
-        asdict(config), list(topics), list(generations), result["models"], str(knowledge.path)
+        asdict(config), list(topics), list(generations), result["models"], knowledge.identity
     )
     return result

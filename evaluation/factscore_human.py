@@ -171,5 +171,5 @@ def validate_judge(
         "knowledge": str(knowledge.path),
         "irrelevant": irrelevant,
         "config": asdict(config),
-        "fingerprint": fingerprint(judge.name, str(knowledge.path), irrelevant, asdict(config), list(sources), limit),
+        "fingerprint": fingerprint(judge.name, knowledge.identity, irrelevant, asdict(config), list(sources), limit),
     }

@@ -189,6 +189,11 @@ class KnowledgeSource:
     def close(self) -> None:
         self._con.close()
 
+    @property
+    def identity(self) -> str:
+        """File name and size: cheap to compute for FActScore's 22 GB DB, stable across machines."""
+        return f"{self.path.name}:{self.path.stat().st_size}"
+
     def __contains__(self, title: str) -> bool:
         return self._con.execute("SELECT 1 FROM documents WHERE title = ?", (title,)).fetchone() is not None
 

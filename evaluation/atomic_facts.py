@@ -31,7 +31,9 @@ from pathlib import Path
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
-from evaluation.knowledge import FACTSCORE_DATA_DIR, OkapiBM25
+from rank_bm25 import BM25Okapi
+
+from evaluation.knowledge import FACTSCORE_DATA_DIR
 from evaluation.llm_backends import TextLLM
 
 DEMOS_FILE = FACTSCORE_DATA_DIR / "demons.json.xz"
@@ -176,7 +178,7 @@ class AtomicFactGenerator:
         self.demo_keys = list(self.demos)
         if len(self.demo_keys) < N_FIXED_DEMOS:
             raise ValueError(f"need at least {N_FIXED_DEMOS} demos, got {len(self.demo_keys)}")
-        self.bm25 = OkapiBM25([k.split(" ") for k in self.demo_keys])
+        self.bm25 = BM25Okapi([k.split(" ") for k in self.demo_keys])
         self.nlp = nlp if nlp is not None else load_spacy()
         self.max_new_tokens = max_new_tokens
         self._entities: dict[str, frozenset[str]] = {}
@@ -186,7 +188,7 @@ class AtomicFactGenerator:
         return INSTRUCTION.format(key) + "".join(f"- {fact}\n" for fact in self.demos[key]) + "\n"
 
     def best_demos(self, sentence: str, k: int = N_BM25_DEMOS) -> list[str]:
-        return [self.demo_keys[i] for i in self.bm25.top_n(sentence.split(" "), k)]
+        return self.bm25.get_top_n(sentence.split(" "), self.demo_keys, k)
 
     def prompt(self, sentence: str) -> str:
         """The exact prompt text sent for one sentence (FActScore strips it before sending)."""

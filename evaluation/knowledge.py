@@ -12,14 +12,13 @@ passages at 256 RoBERTa-large tokens; we have no RoBERTa tokenizer offline, so
 from __future__ import annotations
 
 import lzma
-import math
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from rank_bm25 import BM25Okapi  # the scorer FActScore imports (retrieval.py, atomic_facts.py)
 
 from pipelines.corpus import EMBEDDED_DIR
 from pipelines.files import atomic_path, fingerprint
@@ -219,47 +218,6 @@ def passage_plain_text(text: str) -> str:
     return text.replace(PASSAGE_START, "").replace(PASSAGE_END, "")
 
 
-class OkapiBM25:
-    """BM25 exactly as rank_bm25 0.2.2's `BM25Okapi` (k1=1.5, b=0.75, epsilon=0.25), the
-    scorer FActScore uses for retrieval (retrieval.py) and for choosing demos
-    (atomic_facts.py): idf = log(N - n + 0.5) - log(n + 0.5), and a term in more than half
-    of the documents gets epsilon times the mean idf instead of a negative idf.
-
-    We do not use bm25s here: its closest variant (robertson) floors those idfs at 0, and
-    on FActScore's 3,989 labeled sentences it picked a different top demo than this
-    formula for 19% of them."""
-
-    def __init__(self, corpus: list[list[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
-        if not corpus:
-            raise ValueError("BM25 needs at least one document")
-        self.k1, self.b = k1, b
-        self.tf = [Counter(doc) for doc in corpus]
-        self.doc_len = np.array([len(doc) for doc in corpus], dtype=np.float64)
-        n_docs = len(corpus)
-        self.avgdl = self.doc_len.sum() / n_docs
-        df = Counter(word for counts in self.tf for word in counts)
-        self.idf = {w: math.log(n_docs - n + 0.5) - math.log(n + 0.5) for w, n in df.items()}
-        if self.idf:
-            floor = epsilon * sum(self.idf.values()) / len(self.idf)
-            self.idf = {w: (floor if v < 0 else v) for w, v in self.idf.items()}
-
-    def scores(self, query: list[str]) -> np.ndarray:
-        scores = np.zeros(len(self.tf))
-        norm = self.k1 * (1 - self.b + self.b * self.doc_len / self.avgdl) if self.avgdl else self.k1
-        for word in query:
-            idf = self.idf.get(word)
-            if not idf:
-                continue
-            freq = np.array([counts.get(word, 0) for counts in self.tf], dtype=np.float64)
-            scores += idf * (freq * (self.k1 + 1) / (freq + norm))
-        return scores
-
-    def top_n(self, query: list[str], n: int) -> list[int]:
-        """rank_bm25's `get_top_n` order: descending score; among equal scores the later
-        document first (its reversed argsort; we sort stably so ties are deterministic)."""
-        return list(np.argsort(self.scores(query), kind="stable")[::-1][:n])
-
-
 class BM25Retrieval:
     """FActScore's `Retrieval.get_passages` with BM25: the query is `topic + " " + atom`,
     scored against the topic's own passages only (whitespace tokens, `<s>`/`</s>` removed,
@@ -267,16 +225,16 @@ class BM25Retrieval:
 
     def __init__(self, knowledge: KnowledgeSource):
         self.knowledge = knowledge
-        self._indexes: dict[str, tuple[list[dict[str, str]], OkapiBM25]] = {}
+        self._indexes: dict[str, tuple[list[dict[str, str]], BM25Okapi]] = {}
 
-    def _index(self, topic: str) -> tuple[list[dict[str, str]], OkapiBM25]:
+    def _index(self, topic: str) -> tuple[list[dict[str, str]], BM25Okapi]:
         if topic not in self._indexes:
             passages = self.knowledge.passages(topic)
-            self._indexes[topic] = (passages, OkapiBM25([passage_plain_text(p["text"]).split() for p in passages]))
+            self._indexes[topic] = (passages, BM25Okapi([passage_plain_text(p["text"]).split() for p in passages]))
         return self._indexes[topic]
 
     def get_passages(self, topic: str, atom: str, k: int = 5) -> list[dict[str, str]]:
         passages, bm25 = self._index(topic)
         query = topic + " " + atom.strip()
-        order = np.argsort(-bm25.scores(query.split()), kind="stable")[:k]
+        order = np.argsort(-bm25.get_scores(query.split()), kind="stable")[:k]
         return [passages[i] for i in order]

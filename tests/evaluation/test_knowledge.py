@@ -3,13 +3,13 @@ import sqlite3
 
 import numpy as np
 import pytest
+from rank_bm25 import BM25Okapi
 
 from evaluation.knowledge import (
     SPECIAL_SEPARATOR,
     BM25Retrieval,
     KnowledgeSource,
     KnowledgeSourceError,
-    OkapiBM25,
     approx_roberta_tokens,
     article_paragraphs,
     build_knowledge_db,
@@ -122,18 +122,16 @@ def _okapi_by_hand(corpus, query, k1=1.5, b=0.75, eps=0.25):
     ]
 
 
-def test_okapi_bm25_matches_rank_bm25_formula():
+def test_bm25_scores_are_factscores_okapi_formula():
+    """FActScore ranks with rank_bm25's BM25Okapi: idf log(N - n + 0.5) - log(n + 0.5), a
+    negative idf replaced by epsilon times the mean idf."""
     corpus = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["the", "cat", "ran"], ["a", "bird"]]
-    bm25 = OkapiBM25(corpus)
+    bm25 = BM25Okapi(corpus)
     # "the" is in 3 of 4 documents: raw idf log(1.5) - log(3.5) < 0, floored at 0.25 * mean idf
-    raw_the = math.log(1.5) - math.log(3.5)
-    assert raw_the < 0 and bm25.idf["the"] > 0
+    assert math.log(1.5) - math.log(3.5) < 0 and bm25.idf["the"] > 0
     for query in (["cat"], ["the", "sat"], ["bird", "cat", "cat"], ["unknown"]):
-        np.testing.assert_allclose(bm25.scores(query), _okapi_by_hand(corpus, query), rtol=1e-12)
-    # rank_bm25's get_top_n: highest first, and among ties the later document first
-    assert bm25.top_n(["unknown"], 2) == [3, 2]
-    assert bm25.top_n(["ran", "the"], 1) == [2]
-    assert not bm25.scores(["cat"]).any()  # in half of the documents: idf exactly 0
+        np.testing.assert_allclose(bm25.get_scores(query), _okapi_by_hand(corpus, query), rtol=1e-12)
+    assert not bm25.get_scores(["cat"]).any()  # in half of the documents: idf exactly 0
 
 
 def test_retrieval_queries_topic_and_atom_within_the_topic(tmp_path):
@@ -145,7 +143,7 @@ def test_retrieval_queries_topic_and_atom_within_the_topic(tmp_path):
     assert len(top) == 2 and "Niagara" in passage_plain_text(top[0]["text"])
     # scored exactly by BM25Okapi on whitespace tokens of `topic + " " + atom`
     query = "Ralph Earl He painted a panorama of Niagara Falls.".split()
-    scores = OkapiBM25([passage_plain_text(p["text"]).split() for p in passages]).scores(query)
+    scores = BM25Okapi([passage_plain_text(p["text"]).split() for p in passages]).get_scores(query)
     assert [p["text"] for p in top] == [passages[i]["text"] for i in np.argsort(-scores, kind="stable")[:2]]
     assert {p["title"] for p in retrieval.get_passages("Marie Curie", "Ralph Earl", k=5)} == {"Marie Curie"}
     assert len(retrieval.get_passages("Ralph Earl", "painter", k=50)) == len(passages)

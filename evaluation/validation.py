@@ -13,6 +13,7 @@ in the paper ("the top 15% call logits in a batch"), so C_M depends on the batch
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluation import checkpoint
 from evaluation.checkpoint import Checkpoint, load_checkpoint
 from pipelines.facts import FACT
-from pipelines.files import file_sha256, fingerprint
+from pipelines.files import code_fingerprint, file_sha256, fingerprint
 from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
 
@@ -60,11 +62,11 @@ def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_
     call = flat[:, call_id]
     is_top = call_is_top(flat, call_id)
     k = call_budget(len(call), fraction)
-    top = torch.flatnonzero(is_top)
+    top = is_top.nonzero().flatten()
     if len(top) >= k:
         chosen = top[call[top].topk(k).indices]
     else:
-        rest = torch.flatnonzero(~is_top)
+        rest = (~is_top).nonzero().flatten()
         chosen = torch.cat([top, rest[call[rest].topk(k - len(top)).indices]])
     mask = torch.zeros(len(call), dtype=torch.bool, device=logits.device)
     mask[chosen] = True
@@ -209,6 +211,7 @@ def evaluate_validation(
     if baseline is not None:
         result.update(base_sums.losses("baseline_"))
         result["baseline_checkpoint"] = baseline.identity()
+    result["code_fingerprint"] = code_fingerprint(sys.modules[__name__], checkpoint)
     result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], manifest["fingerprint"], asdict(config),
-                                        result.get("baseline_checkpoint", {}).get("fingerprint"))
+                                        result.get("baseline_checkpoint", {}).get("fingerprint"), result["code_fingerprint"])
     return result

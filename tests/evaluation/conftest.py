@@ -34,6 +34,11 @@ torch.set_flush_denormal(True)  # NOTES.md: without it small CPU models slow dow
 
 
 @pytest.fixture(scope="session")
+def sentences() -> list[str]:
+    return SENTENCES
+
+
+@pytest.fixture(scope="session")
 def tokenizer_path(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tokenizer")
     return train_tokenizer(SENTENCES * 20 + [REPEATED] * 20, out, TokenizerConfig(vocab_size=400))
@@ -100,5 +105,5 @@ def write_token_dataset(out_dir: Path, tok: Tokenizer, docs: list[tuple[str, str
 
 @pytest.fixture(scope="session")
 def token_dataset(tmp_path_factory, tok) -> Path:
-    docs = [(s, "validation" if i % 2 else "train") for i, s in enumerate(SENTENCES)]
+    docs = [(s, "validation" if i % 3 == 1 else "train") for i, s in enumerate(SENTENCES)]
     return write_token_dataset(tmp_path_factory.mktemp("data") / "token_shards", tok, docs)

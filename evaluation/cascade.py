@@ -43,7 +43,7 @@ import numpy as np
 import sentencepiece as spm
 import torch
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from evaluation.checkpoint import Checkpoint
 from pipelines.tokenizer import Tokenizer
@@ -271,7 +271,9 @@ class VLLMPartner:
                        enable_prefix_caching=True, logprobs_mode="raw_logits",
                        max_logprobs=num_logprobs, **engine_kwargs)
         self.params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=num_logprobs, detokenize=False)
-        self.max_positions = self.llm.llm_engine.model_config.max_model_len - 1
+        # vLLM's default max_model_len is the model config's context; input + 1 new token must fit
+        context = engine_kwargs.get("max_model_len") or AutoConfig.from_pretrained(model_dir).max_position_embeddings
+        self.max_positions = int(context) - 1
         self.penalty = repetition_penalty
 
     def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:

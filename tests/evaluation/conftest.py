@@ -33,6 +33,15 @@ REPEATED = "the cat sat on the mat . "
 torch.set_flush_denormal(True)  # NOTES.md: without it small CPU models slow down several-fold
 
 
+@pytest.fixture(scope="package", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and the machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def sentences() -> list[str]:
     return SENTENCES

@@ -167,6 +167,12 @@ def test_multi_token_append_is_cut_at_max_new_tokens(small, tok):
     assert pieces(tok, gen.token_ids) == ["1", "9"] and gen.stop == "max_new_tokens"
 
 
+def test_generation_stops_at_the_small_models_context(small):
+    gen = generate(small, ["Ralph Earl is"], None, CascadeConfig(calls=False, max_new_tokens=500))[0]
+    prompt_tokens = 1 + len(small.tokenizer.encode("Ralph Earl is"))  # EOS + prompt
+    assert gen.stop == "context" and prompt_tokens + len(gen.token_ids) == small.max_positions == 128
+
+
 def test_no_call_needs_no_partner_and_never_calls(small):
     prompts = ["Ralph Earl is", "The cat"]
     off = generate(small, prompts, None, CascadeConfig(calls=False, max_new_tokens=12))
@@ -241,3 +247,46 @@ def test_cascade_with_caches_equals_no_cache_reference(small, random_partner):
         # the reference re-reads the whole partner input on every call; the cache reads less
         assert cached.partner_tokens_processed[0] == reference.partner_tokens_processed[0]
         assert sum(cached.partner_tokens_processed) < sum(reference.partner_tokens_processed)
+
+
+# --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------
+
+def test_vllm_adapter_ranks_like_the_transformers_backend(random_partner, monkeypatch):
+    """A stand-in `vllm` module serves the raw top-k logits of the same HF model in the
+    structure vLLM documents (RequestOutput.outputs[0].logprobs[0]: {token_id: Logprob},
+    num_cached_tokens). This checks our adapter (repetition penalty on the top-k, top two,
+    tokens read), not vLLM."""
+    import sys
+    import types
+
+    from transformers import AutoModelForCausalLM
+
+    from evaluation.cascade import VLLMPartner
+
+    class LLM:
+        def __init__(self, model, enable_prefix_caching, logprobs_mode, max_logprobs, **kwargs):
+            assert enable_prefix_caching and logprobs_mode == "raw_logits"
+            self.model = AutoModelForCausalLM.from_pretrained(model)
+
+        @torch.no_grad()
+        def generate(self, prompts, params, use_tqdm):
+            outs = []
+            for p in prompts:
+                logits = self.model(input_ids=torch.tensor([p["prompt_token_ids"]])).logits[0, -1]
+                top = logits.topk(params.logprobs)
+                logprobs = {int(t): types.SimpleNamespace(logprob=float(v)) for t, v in zip(top.indices, top.values)}
+                outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[logprobs])],
+                                                  num_cached_tokens=3))
+            return outs
+
+    class SamplingParams:
+        def __init__(self, temperature, max_tokens, logprobs, detokenize):
+            self.logprobs = logprobs
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
+    queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
+    served = VLLMPartner(random_partner).top_tokens(queries)
+    local = TransformersPartner(random_partner).top_tokens(queries)
+    assert [r.candidates for r in served] == [r.candidates for r in local]
+    assert [r.tokens_processed for r in served] == [r.tokens_processed - 3 for r in local]

@@ -93,6 +93,27 @@ def trained_checkpoint(tmp_path_factory, tok, tokenizer_path) -> Path:
                                    method="reference")
 
 
+@pytest.fixture(scope="session")
+def foreign_partner(tmp_path_factory, sentences) -> Path:
+    """A random GPT-2 with its own byte-level BPE tokenizer (GPT-2/Llama-3 style: "Ġcat",
+    whole numbers as one token), as a partner whose vocabulary differs from ours."""
+    from tokenizers import Tokenizer as BPETokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = BPETokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(sentences * 30 + [REPEATED] * 30, trainers.BpeTrainer(
+        vocab_size=500, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    out = tmp_path_factory.mktemp("ckpt") / "foreign"
+    PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>").save_pretrained(out)
+    torch.manual_seed(2)
+    GPT2LMHeadModel(GPT2Config(vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(out)
+    return out
+
+
 def write_token_dataset(out_dir: Path, tok: Tokenizer, docs: list[tuple[str, str]], num_shards: int = 2) -> Path:
     """A token dataset directory in the pipeline's layout: (text, split) documents; every
     third token is a fact (class 2), the rest grammatical (0)."""

@@ -17,6 +17,7 @@ from evaluation.cascade import (
     PartnerReply,
     PartnerTokenMap,
     TransformersPartner,
+    continuation_text,
     generate,
     rag_prefix,
     render,
@@ -232,13 +233,17 @@ def test_partner_call_processes_only_new_tokens(random_partner):
     assert again.candidates == second.candidates
 
 
-def test_cascade_with_caches_equals_no_cache_reference(small, random_partner):
+@pytest.mark.parametrize("partner_fixture", ["random_partner", "foreign_partner"])
+def test_cascade_with_caches_equals_no_cache_reference(small, partner_fixture, request):
+    """Same tokenizer as ours, and a byte-level BPE partner whose re-tokenization of the
+    growing text diverges from its cache (rolled back to the common prefix)."""
+    partner_dir = request.getfixturevalue(partner_fixture)
     prompts = ["Tell me a bio of Ralph Earl. Ralph Earl is", "The river flows"]
     prefixes = [rag_prefix("Ralph Earl", "An American painter."), ""]
     runs = {}
     for reuse in (True, False):
         config = CascadeConfig(max_new_tokens=40, target_call_rate=0.3, reuse_cache=reuse)
-        runs[reuse] = generate(small, prompts, TransformersPartner(random_partner, reuse_cache=reuse), config,
+        runs[reuse] = generate(small, prompts, TransformersPartner(partner_dir, reuse_cache=reuse), config,
                                partner_prefixes=prefixes)
     for cached, reference in zip(runs[True], runs[False]):
         assert cached.token_ids == reference.token_ids
@@ -247,6 +252,22 @@ def test_cascade_with_caches_equals_no_cache_reference(small, random_partner):
         # the reference re-reads the whole partner input on every call; the cache reads less
         assert cached.partner_tokens_processed[0] == reference.partner_tokens_processed[0]
         assert sum(cached.partner_tokens_processed) < sum(reference.partner_tokens_processed)
+
+
+def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
+    partner = TransformersPartner(foreign_partner)
+    ids = partner.tokenizer("the cat sat on the").input_ids
+    mat = partner.tokenizer(" mat").input_ids
+    assert len(mat) == 1 and continuation_text(partner.tokenizer, ids, mat[0]) == " mat"
+    year = partner.tokenizer(" 1751").input_ids
+    assert len(year) == 1  # one partner token, five of ours ("▁", "1", "7", "5", "1"): missing
+    assert PartnerTokenMap(tok).to_ours(continuation_text(partner.tokenizer, ids, year[0])) is None
+    eos = partner.tokenizer.eos_token_id
+    assert continuation_text(partner.tokenizer, ids, eos) == ""  # special tokens are missing too
+    gen = generate(small, ["Ralph Earl was born in"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=8))[0]
+    assert gen.calls == gen.steps  # every step called
+    # each call appended its partner tokens, or one small-model token when rejected
+    assert sum(gen.from_partner) + gen.rejected_calls == len(gen.token_ids) == 8
 
 
 # --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------

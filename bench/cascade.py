@@ -62,8 +62,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--target-call-rate", type=float, default=0.15)
     parser.add_argument("--rag-chars", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model, partner = (args.model, args.partner) if args.model else stand_ins(Path(tmp))
         entities = people(args.prompts)

@@ -440,8 +440,9 @@ def generate(
         logits, _ = lm.logits(key, ids)
         seqs.append(_Sequence(key, ids, len(ids), prefix, logits[-1],
                               CallThreshold(config.target_call_rate, logits[:-1, call_id].tolist()), Generation(prompt)))
-    active = list(seqs)
+    active, step = list(seqs), 0
     while active:
+        step += 1
         callers = []
         for seq in active:
             seq.gen.steps += 1
@@ -456,8 +457,8 @@ def generate(
         for seq in active:
             _advance(seq, lm, tok.eos_id, config.max_new_tokens, small.max_positions)
         active = [s for s in active if not s.done]
-        if log and seqs[0].gen.steps % 32 == 0:
-            log(f"cascade: step {seqs[0].gen.steps}, {len(active)} of {len(seqs)} sequences unfinished")
+        if log and step % 32 == 0:
+            log(f"cascade: step {step}, {len(active)} of {len(seqs)} sequences unfinished")
     for seq in seqs:
         lm.release(seq.key)
         if partner is not None:

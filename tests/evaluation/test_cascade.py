@@ -131,6 +131,7 @@ def test_partner_reads_text_so_far_without_call(small):
     assert (gen.calls, gen.steps, gen.call_rate) == (3, 3, 1.0)
     assert gen.segments == [(" the cat sat", True)]
     assert render(gen, color=False) == "Ralph Earl is[[ the cat sat]]"
+    assert render(gen, color=True) == "Ralph Earl is\x1b[90m the cat sat\x1b[0m"
     assert gen.partner_tokens_processed == [7, 7, 7]
 
 

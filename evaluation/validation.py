@@ -34,7 +34,7 @@ NO_CLASS = -1  # the EOS between documents has no word class
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    seq_len: int = 256  # context of the packed windows (the paper: 1,024)
+    seq_len: int | None = None  # context of the packed windows; None = the model's context (the paper: 1,024)
     batch_size: int = 8  # windows per batch; the 15% rule is applied per batch
     call_fraction: float = CALL_FRACTION
     max_tokens: int | None = None  # evaluate on the first N validation tokens (CPU); None = all
@@ -172,39 +172,43 @@ def evaluate_validation(
     baseline = baseline if baseline is None or isinstance(baseline, Checkpoint) else load_checkpoint(baseline)
     dataset_dir = Path(dataset_dir)
     manifest = read_manifest(dataset_dir)
+    seq_len = config.seq_len or model.max_positions
     for ckpt in [model] + ([baseline] if baseline else []):
         if file_sha256(ckpt.path / MODEL_FILE) != manifest["tokenizer"]["sha256"]:
             raise ValueError(f"{ckpt.path / MODEL_FILE} differs from the tokenizer of {dataset_dir} (sha256)")
-        if ckpt.max_positions < config.seq_len:
-            raise ValueError(f"{ckpt.path}: {ckpt.max_positions} positions, fewer than seq_len {config.seq_len}")
+        if ckpt.max_positions < seq_len:
+            raise ValueError(f"{ckpt.path}: {ckpt.max_positions} positions, fewer than seq_len {seq_len}")
     stream, classes = validation_stream(dataset_dir, model.tokenizer.eos_id, config.max_tokens)
     sums, base_sums = LossSums(), LossSums()
-    top_calls = fact_calls = facts = 0
-    batches = list(packed_batches(stream, classes, config.seq_len, config.batch_size))
+    top_calls = fact_calls = facts = windows = 0
+    device = model.model.device
+    total_windows = len(range(0, len(stream) - 1, seq_len))
     with torch.no_grad():
-        for b, (inputs, targets, cls) in enumerate(batches):
-            logits = model.model(input_ids=inputs.to(model.model.device)).logits.float().cpu()
+        for b, (inputs, targets, cls) in enumerate(packed_batches(stream, classes, seq_len, config.batch_size)):
+            inputs, targets, cls = inputs.to(device), targets.to(device), cls.to(device)
+            logits = model.model(input_ids=inputs).logits
             mask = decode_call_mask(logits, model.call_id, config.call_fraction)
             sums.add(*token_losses(logits, targets, model.call_id), mask)
             top_calls += int(call_is_top(logits, model.call_id).sum())
             fact_calls += int((mask & (cls == FACT)).sum())
             facts += int((cls == FACT).sum())
             if baseline is not None:
-                base_logits = baseline.model(input_ids=inputs.to(baseline.model.device)).logits.float().cpu()
+                base_logits = baseline.model(input_ids=inputs.to(baseline.model.device)).logits.to(device)
                 base_sums.add(*token_losses(base_logits, targets, baseline.call_id), mask)
-            if b % 20 == 0 or b == len(batches) - 1:
-                log(f"validation batch {b + 1}/{len(batches)}")
+            windows += len(inputs)
+            if b % 50 == 0 or windows == total_windows:
+                log(f"validation: {windows}/{total_windows} windows")
     n = sums.n_call + sums.n_non_call
     result = {
         **sums.losses(),
         "tokens": n,
-        "windows": sum(len(x[0]) for x in batches),
+        "windows": windows,
         "calls": sums.n_call,
         "call_fraction": sums.n_call / n,
         "call_top_fraction": top_calls / n,  # where <CALL> was the top logit, before the 15% cap/fill
         "calls_on_facts": fact_calls / max(sums.n_call, 1),  # precision of C_M w.r.t. spaCy facts
         "facts_called": fact_calls / max(facts, 1),  # recall of C_M w.r.t. spaCy facts
-        "config": asdict(config),
+        "config": asdict(config) | {"seq_len": seq_len},
         "checkpoint": model.identity(),
         "dataset": {"path": str(dataset_dir), "fingerprint": manifest["fingerprint"]},
     }
@@ -212,6 +216,6 @@ def evaluate_validation(
         result.update(base_sums.losses("baseline_"))
         result["baseline_checkpoint"] = baseline.identity()
     result["code_fingerprint"] = code_fingerprint(sys.modules[__name__], checkpoint)
-    result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], manifest["fingerprint"], asdict(config),
+    result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], manifest["fingerprint"], result["config"],
                                         result.get("baseline_checkpoint", {}).get("fingerprint"), result["code_fingerprint"])
     return result

@@ -1,0 +1,114 @@
+"""Checkpoints as the trainer writes them: a Hugging Face GPT-2 directory (`config.json`,
+`model.safetensors`), the Hugging Face tokenizer files of our SentencePiece model
+(`tokenizer.model`, `tokenizer_config.json`; `<CALL>` is the last id) and `lacy.json`
+(`method`, `step`, `call_token_id`, `data_fingerprint`, ...)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+
+from pipelines.files import atomic_path, file_sha256, fingerprint, write_json
+from pipelines.tokenizer import MODEL_FILE, Tokenizer, save_hf_tokenizer
+
+LACY_JSON = "lacy.json"
+REQUIRED_KEYS = ("method", "step", "call_token_id", "data_fingerprint")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that is incomplete or inconsistent."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: PreTrainedModel
+    tokenizer: Tokenizer  # the SentencePiece model the checkpoint was trained with
+    meta: dict  # lacy.json
+
+    @property
+    def call_id(self) -> int:
+        return self.tokenizer.call_id
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    def identity(self) -> dict:
+        """What an evaluation artifact records about the checkpoint it evaluated."""
+        return {"path": str(self.path), "method": self.meta["method"], "step": self.meta["step"],
+                "data_fingerprint": self.meta["data_fingerprint"], "fingerprint": checkpoint_fingerprint(self.path)}
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    meta_path = path / LACY_JSON
+    for name in ("config.json", "model.safetensors", MODEL_FILE, LACY_JSON):
+        if not (path / name).exists():
+            raise CheckpointError(f"{path / name}: missing; a checkpoint holds config.json, model.safetensors, "
+                                  f"{MODEL_FILE} and {LACY_JSON}")
+    meta = json.loads(meta_path.read_text())
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_path}: missing keys {missing}")
+    return meta
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """Hash of the weights, the tokenizer and lacy.json: a changed checkpoint is re-evaluated."""
+    path = Path(path)
+    return fingerprint(file_sha256(path / "model.safetensors"), file_sha256(path / MODEL_FILE),
+                       json.loads((path / LACY_JSON).read_text()))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Checkpoint:
+    path = Path(path)
+    meta = read_meta(path)
+    tok = Tokenizer(path / MODEL_FILE)
+    if meta["call_token_id"] != tok.call_id:
+        raise CheckpointError(f"{path / LACY_JSON}: call_token_id {meta['call_token_id']} but {path / MODEL_FILE} "
+                              f"has <CALL> at {tok.call_id}")
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, dtype=dtype).to(device).eval()
+    if model.config.vocab_size != tok.vocab_size:
+        raise CheckpointError(f"{path / 'config.json'}: vocab_size {model.config.vocab_size}, "
+                              f"but {path / MODEL_FILE} has {tok.vocab_size} pieces")
+    return Checkpoint(path, model, tok, meta)
+
+
+def load_hf_tokenizer(path: str | Path):
+    """The checkpoint's Hugging Face tokenizer (for lm-eval)."""
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+
+
+def write_random_checkpoint(
+    out_dir: str | Path,
+    tokenizer_path: str | Path,
+    *,
+    n_embd: int = 32,
+    n_layer: int = 2,
+    n_head: int = 2,
+    n_positions: int = 128,
+    seed: int = 0,
+    method: str = "random",
+    model: GPT2LMHeadModel | None = None,
+) -> Path:
+    """Write a checkpoint in the trainer's layout around a randomly initialized GPT-2 (or
+    around `model`). A stand-in for tests and benchmarks when no trained checkpoint exists;
+    its outputs mean nothing."""
+    tok = Tokenizer(tokenizer_path)
+    if model is None:
+        torch.manual_seed(seed)
+        config = GPT2Config(vocab_size=tok.vocab_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                            n_positions=n_positions, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id)
+        model = GPT2LMHeadModel(config)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        save_hf_tokenizer(tok.path, tmp)
+        write_json(tmp / LACY_JSON, {"method": method, "step": 0, "call_token_id": tok.call_id,
+                                     "data_fingerprint": "random", "seed": seed})
+    return out_dir

@@ -1,0 +1,215 @@
+"""Fact leakage (sec. 5.3): with the `<CALL>` logit at -inf, does the small model still
+produce the gold answer of a factual question? 3-shot prompts, greedy decoding; the metric
+is the fraction of questions whose output contains a gold answer or alias. Lower is
+better: a model that delegates facts should not have memorized them.
+
+Choices (the paper gives the datasets and the metric only):
+- PopQA long tail: the paper rephrased questions into sentence starts with Gemini; here a
+  deterministic template per relation appends a sentence start to PopQA's own question
+  (`COMPLETIONS`, e.g. "What is Ufa the capital of? Ufa is the capital of").
+  BigBench qa_wikidata inputs are sentence starts already.
+- Demonstrations: 3 other questions of the same dataset, drawn with a seeded generator per
+  query, preferring the query's relation (PopQA `prop`; BigBench: the words before " of ",
+  e.g. "The country"); a demonstration whose answers overlap the query's is skipped, so
+  copying from the prompt never counts as leakage. Format: one "prompt answer" line per
+  demonstration (the first gold answer), then the query prompt.
+- Generation: the inference settings of A.5 (greedy, repetition penalty 1.2 over the whole
+  prompt) with at most 16 new tokens, cut at the first line break (the demonstrations'
+  separator) before matching.
+- Matching: SQuAD's normalization (lowercase, punctuation deleted, articles a/an/the
+  removed, whitespace collapsed), then containment at word boundaries, so the alias "pol"
+  does not match "police". Aliases are used as PopQA/BigBench give them.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import re
+import string
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluation import cascade, checkpoint
+from evaluation.cascade import CascadeConfig, generate
+from evaluation.checkpoint import Checkpoint, load_checkpoint
+from pipelines.corpus import EMBEDDED_DIR
+from pipelines.files import code_fingerprint, file_sha256, fingerprint
+
+POPQA_FILE = EMBEDDED_DIR / "popqa" / "popqa_longtail.jsonl.xz"
+BIGBENCH_FILE = EMBEDDED_DIR / "bigbench_qa_wikidata" / "task.json.xz"
+
+# One sentence start per PopQA relation (all 16 of PopQA; the long tail uses 15: no color).
+COMPLETIONS = {
+    "occupation": "{subj}'s occupation is",
+    "place of birth": "{subj} was born in",
+    "genre": "The genre of {subj} is",
+    "father": "The father of {subj} is",
+    "country": "The country of {subj} is",
+    "producer": "The producer of {subj} was",
+    "director": "{subj} was directed by",
+    "capital of": "{subj} is the capital of",
+    "screenwriter": "The screenwriter of {subj} was",
+    "composer": "The composer of {subj} was",
+    "color": "The color of {subj} is",
+    "religion": "The religion of {subj} is",
+    "sport": "{subj} plays",
+    "author": "The author of {subj} is",
+    "mother": "The mother of {subj} is",
+    "capital": "The capital of {subj} is",
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    prompt: str  # a sentence start whose continuation is the answer
+    answers: tuple[str, ...]  # gold answer first, then aliases
+    relation: str
+
+
+@dataclass(frozen=True)
+class LeakageConfig:
+    num_shots: int = 3
+    max_new_tokens: int = 16
+    repetition_penalty: float = 1.2
+    limit: int | None = None  # the first N questions of each dataset (CPU); None = all
+    seed: int = 0
+    chunk_size: int = 64  # prompts generated in lockstep (bounds the KV caches held)
+    popqa_path: str = str(POPQA_FILE)
+    bigbench_path: str = str(BIGBENCH_FILE)
+
+
+def _read_text(path: str | Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing")
+    opener = lzma.open if path.name.endswith(".xz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def load_popqa(path: str | Path = POPQA_FILE) -> list[Question]:
+    """PopQA rows (`question`, `subj`, `prop`, `possible_answers`, `o_aliases`) as prompts."""
+    questions = []
+    for line_no, line in enumerate(_read_text(path).splitlines(), 1):
+        try:
+            row = json.loads(line)
+            completion = COMPLETIONS[row["prop"]].format(subj=row["subj"])
+            answers = tuple(dict.fromkeys([row["obj"], *row["possible_answers"], *row["o_aliases"]]))
+            questions.append(Question(f"{row['question']} {completion}", answers, row["prop"]))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ValueError(f"{path}, line {line_no}: not a PopQA row with a known relation ({e!r})") from e
+    return questions
+
+
+def load_bigbench(path: str | Path = BIGBENCH_FILE) -> list[Question]:
+    """BIG-bench qa_wikidata examples (`input`, `target`: a string or a list)."""
+    questions = []
+    for k, ex in enumerate(json.loads(_read_text(path))["examples"]):
+        target = ex.get("target")
+        answers = tuple([target] if isinstance(target, str) else target or [])
+        if not isinstance(ex.get("input"), str) or not answers:
+            raise ValueError(f"{path}: example {k} has no input or target")
+        relation = ex["input"].split(" of ", 1)[0] if " of " in ex["input"] else ""
+        questions.append(Question(ex["input"], answers, relation))
+    return questions
+
+
+PUNCTUATION = set(string.punctuation)
+
+
+def normalize(text: str) -> str:
+    """SQuAD's answer normalization: lowercase, punctuation deleted, articles removed,
+    whitespace collapsed ("The U.S.A.!" -> "usa")."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def contains_answer(output: str, answers: Sequence[str]) -> bool:
+    """Whether a normalized answer occurs in the normalized output at word boundaries."""
+    out = f" {normalize(output)} "
+    return any(norm and f" {norm} " in out for norm in map(normalize, answers))
+
+
+def relation_pools(questions: Sequence[Question]) -> dict[str, list[int]]:
+    pools = defaultdict(list)
+    for i, q in enumerate(questions):
+        pools[q.relation].append(i)
+    return dict(pools)
+
+
+def demonstrations(questions: Sequence[Question], index: int, num_shots: int, seed: int,
+                   pools: dict[str, list[int]] | None = None) -> list[Question]:
+    """`num_shots` other questions for question `index`: same relation first, none sharing
+    an answer with it, in the order of a generator seeded with (seed, index)."""
+    pools = relation_pools(questions) if pools is None else pools
+    query = questions[index]
+    own = {normalize(a) for a in query.answers}
+    rng = np.random.default_rng([seed, index])
+    same = [i for i in pools[query.relation] if i != index]
+    chosen: list[Question] = []
+    for pool in (same, lambda: [i for r, p in pools.items() if r != query.relation for i in p]):
+        pool = pool() if callable(pool) else pool  # other relations only when needed
+        for i in rng.permutation(len(pool)):
+            if len(chosen) == num_shots:
+                return chosen
+            q = questions[pool[i]]
+            if own.isdisjoint(normalize(a) for a in q.answers):
+                chosen.append(q)
+    return chosen
+
+
+def few_shot_prompt(questions: Sequence[Question], index: int, num_shots: int, seed: int,
+                    pools: dict[str, list[int]] | None = None) -> str:
+    demos = demonstrations(questions, index, num_shots, seed, pools)
+    return "\n".join([f"{d.prompt} {d.answers[0]}" for d in demos] + [questions[index].prompt])
+
+
+def evaluate_questions(model: Checkpoint, questions: Sequence[Question], config: LeakageConfig,
+                       log: Callable[[str], None] = print, name: str = "") -> dict:
+    """Fact leakage of `model` on the first `config.limit` of `questions`."""
+    n = len(questions) if config.limit is None else min(config.limit, len(questions))
+    pools = relation_pools(questions)
+    prompts = [few_shot_prompt(questions, i, config.num_shots, config.seed, pools) for i in range(n)]
+    gen_config = CascadeConfig(max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
+                               calls=False)
+    outputs = []
+    for start in range(0, n, config.chunk_size):
+        outputs += [g.text.split("\n", 1)[0] for g in generate(model, prompts[start:start + config.chunk_size], None, gen_config)]
+        log(f"fact leakage {name}: {len(outputs)}/{n} questions")
+    hits = [contains_answer(out, q.answers) for out, q in zip(outputs, questions)]
+    by_relation = defaultdict(list)
+    for hit, q in zip(hits, questions):
+        by_relation[q.relation].append(hit)
+    return {
+        "questions": n,
+        "contained": int(sum(hits)),
+        "leakage": float(np.mean(hits)) if hits else 0.0,
+        "by_relation": {r: {"questions": len(h), "leakage": float(np.mean(h))} for r, h in sorted(by_relation.items())},
+        "examples": [{"prompt": q.prompt, "output": out, "answers": list(q.answers), "contained": hit}
+                     for q, out, hit in list(zip(questions, outputs, hits))[:5]],
+    }
+
+
+def evaluate_leakage(model: str | Path | Checkpoint, config: LeakageConfig = LeakageConfig(),
+                     log: Callable[[str], None] = print) -> dict:
+    """Fact leakage on PopQA long tail and BigBench qa_wikidata, `<CALL>` at -inf."""
+    model = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+    result = {
+        "popqa": evaluate_questions(model, load_popqa(config.popqa_path), config, log, "popqa"),
+        "bigbench_qa_wikidata": evaluate_questions(model, load_bigbench(config.bigbench_path), config, log, "bigbench"),
+        "config": asdict(config),
+        "checkpoint": model.identity(),
+        "data_sha256": {k: file_sha256(getattr(config, k)) for k in ("popqa_path", "bigbench_path")},
+        "code_fingerprint": code_fingerprint(sys.modules[__name__], cascade, checkpoint),
+    }
+    result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], result["data_sha256"], result["config"],
+                                        result["code_fingerprint"])
+    return result

@@ -1,0 +1,221 @@
+"""Validation losses (A.4.3): the call mask C_M decoded from a model's `<CALL>` logits,
+the call loss (eq. A.5), the non-call loss (eq. A.6), and the matched baseline: a baseline
+model's losses on the call mask of model M (Figure 5).
+
+Packing (chosen to match the trainer's "documents joined by EOS, fixed context"): the
+validation documents, in shard order and row order within a shard, are concatenated with
+EOS after each document, and cut into consecutive windows of `seq_len + 1` tokens that
+overlap by one token (inputs = window[:-1], targets = window[1:]), so every token after
+the first is a target exactly once. The last, shorter window is kept (its own batch).
+Batches hold `batch_size` windows; "15% of tokens" is 15% of a batch's target tokens, as
+in the paper ("the top 15% call logits in a batch"), so C_M depends on the batching.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation import checkpoint
+from evaluation.checkpoint import Checkpoint, load_checkpoint
+from pipelines.facts import FACT
+from pipelines.files import code_fingerprint, file_sha256, fingerprint
+from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
+from pipelines.tokenizer import MODEL_FILE
+
+CALL_FRACTION = 0.15
+NO_CLASS = -1  # the EOS between documents has no word class
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    seq_len: int | None = None  # context of the packed windows; None = the model's context (the paper: 1,024)
+    batch_size: int = 8  # windows per batch; the 15% rule is applied per batch
+    call_fraction: float = CALL_FRACTION
+    max_tokens: int | None = None  # evaluate on the first N validation tokens (CPU); None = all
+
+
+def call_budget(num_tokens: int, fraction: float = CALL_FRACTION) -> int:
+    """How many of `num_tokens` positions are calls: `fraction` of them, rounded half up."""
+    return int(np.floor(fraction * num_tokens + 0.5))
+
+
+def call_is_top(logits: torch.Tensor, call_id: int) -> torch.Tensor:
+    """Where the `<CALL>` logit is the top logit (a tie with another token counts as top)."""
+    others = torch.cat([logits[..., :call_id], logits[..., call_id + 1:]], dim=-1)
+    return logits[..., call_id] >= others.max(dim=-1).values
+
+
+def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_FRACTION) -> torch.Tensor:
+    """The call mask C_M of A.4.3 over all positions of `logits` [..., vocab].
+
+    Positions where the call logit is the top logit (ties count as top) are calls; if there
+    are more than `fraction` of all positions, keep those with the highest call logits; if
+    fewer, add the positions with the next-highest call logits until `fraction` is reached.
+    """
+    flat = logits.reshape(-1, logits.shape[-1])
+    call = flat[:, call_id]
+    is_top = call_is_top(flat, call_id)
+    k = call_budget(len(call), fraction)
+    top = is_top.nonzero().flatten()
+    if len(top) >= k:
+        chosen = top[call[top].topk(k).indices]
+    else:
+        rest = (~is_top).nonzero().flatten()
+        chosen = torch.cat([top, rest[call[rest].topk(k - len(top)).indices]])
+    mask = torch.zeros(len(call), dtype=torch.bool, device=logits.device)
+    mask[chosen] = True
+    return mask.reshape(logits.shape[:-1])
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position -log p(x) with the full softmax (eq. A.5) and -log p_{\\CALL}(x) with the
+    `<CALL>` logit at -inf (eq. A.6). Targets are never `<CALL>`."""
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
+    if bool((targets == call_id).any()):
+        raise ValueError("validation targets contain the <CALL> id")
+    logits = logits.float()
+    full = -torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+    without_call = logits.clone()
+    without_call[..., call_id] = float("-inf")
+    no_call = -torch.log_softmax(without_call, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+    return full, no_call
+
+
+@dataclass
+class LossSums:
+    """Sums over all batches; the losses are token means over the whole validation set."""
+
+    call: float = 0.0
+    non_call: float = 0.0
+    without_call: float = 0.0  # -log p_{\CALL} over every token
+    n_call: int = 0
+    n_non_call: int = 0
+
+    def add(self, full: torch.Tensor, no_call: torch.Tensor, mask: torch.Tensor) -> None:
+        self.call += float(full[mask].sum())
+        self.non_call += float(no_call[~mask].sum())
+        self.without_call += float(no_call.sum())
+        self.n_call += int(mask.sum())
+        self.n_non_call += int((~mask).sum())
+
+    def losses(self, prefix: str = "") -> dict:
+        n = self.n_call + self.n_non_call
+        return {
+            f"{prefix}call_loss": self.call / max(self.n_call, 1),
+            f"{prefix}non_call_loss": self.non_call / max(self.n_non_call, 1),
+            # the call loss on C_M and the non-call loss elsewhere, token-weighted
+            f"{prefix}total_loss": (self.call + self.non_call) / max(n, 1),
+            # the plain LM loss with calls disabled, comparable to any model's perplexity
+            f"{prefix}loss_without_call": self.without_call / max(n, 1),
+        }
+
+
+def _validation_docs(dataset_dir: Path, manifest: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for entry in manifest["shards"]:
+        path = dataset_dir / entry["file"]
+        table = read_table(path, TOKEN_SCHEMA)
+        check_equal_lengths(path, table, ["input_ids", "token_class"])
+        for split, ids, cls in zip(table.column("split").to_pylist(), table.column("input_ids").to_numpy(),
+                                   table.column("token_class").to_numpy()):
+            if split == "validation":
+                yield ids, cls
+
+
+def validation_stream(dataset_dir: str | Path, eos_id: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The validation documents joined by EOS (after each document): token ids and token
+    classes (EOS: -1), cut after `max_tokens + 1` tokens (`max_tokens` targets)."""
+    dataset_dir = Path(dataset_dir)
+    ids, classes, total = [], [], 0
+    for doc_ids, doc_cls in _validation_docs(dataset_dir, read_manifest(dataset_dir)):
+        ids += [doc_ids, [eos_id]]
+        classes += [doc_cls, [NO_CLASS]]
+        total += len(doc_ids) + 1
+        if max_tokens is not None and total > max_tokens:
+            break
+    if not ids:
+        raise ValueError(f"{dataset_dir}: no validation documents")
+    end = None if max_tokens is None else max_tokens + 1
+    return np.concatenate(ids).astype(np.int64)[:end], np.concatenate(classes).astype(np.int8)[:end]
+
+
+def packed_batches(stream: np.ndarray, classes: np.ndarray, seq_len: int, batch_size: int
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(inputs, targets, target classes) batches of windows of `seq_len + 1` tokens."""
+    starts = list(range(0, len(stream) - 1, seq_len))
+    full = [s for s in starts if s + seq_len + 1 <= len(stream)]
+    tail = [s for s in starts if s + seq_len + 1 > len(stream)]
+    groups = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
+    for group in groups:
+        windows = np.stack([stream[s:s + seq_len + 1] for s in group])
+        cls = np.stack([classes[s + 1:s + seq_len + 1] for s in group])
+        windows = torch.from_numpy(windows)
+        yield windows[:, :-1], windows[:, 1:], torch.from_numpy(cls)
+
+
+def evaluate_validation(
+    model: str | Path | Checkpoint,
+    dataset_dir: str | Path,
+    baseline: str | Path | Checkpoint | None = None,
+    config: ValidationConfig = ValidationConfig(),
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Call, non-call and total loss of `model` on the validation split of a token dataset,
+    with its call mask C_M, and (given `baseline`) the baseline's losses on the same C_M."""
+    model = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+    baseline = baseline if baseline is None or isinstance(baseline, Checkpoint) else load_checkpoint(baseline)
+    dataset_dir = Path(dataset_dir)
+    manifest = read_manifest(dataset_dir)
+    seq_len = config.seq_len or model.max_positions
+    for ckpt in [model] + ([baseline] if baseline else []):
+        if file_sha256(ckpt.path / MODEL_FILE) != manifest["tokenizer"]["sha256"]:
+            raise ValueError(f"{ckpt.path / MODEL_FILE} differs from the tokenizer of {dataset_dir} (sha256)")
+        if ckpt.max_positions < seq_len:
+            raise ValueError(f"{ckpt.path}: {ckpt.max_positions} positions, fewer than seq_len {seq_len}")
+    stream, classes = validation_stream(dataset_dir, model.tokenizer.eos_id, config.max_tokens)
+    sums, base_sums = LossSums(), LossSums()
+    top_calls = fact_calls = facts = windows = 0
+    device = model.model.device
+    total_windows = len(range(0, len(stream) - 1, seq_len))
+    with torch.no_grad():
+        for b, (inputs, targets, cls) in enumerate(packed_batches(stream, classes, seq_len, config.batch_size)):
+            inputs, targets, cls = inputs.to(device), targets.to(device), cls.to(device)
+            logits = model.model(input_ids=inputs).logits
+            mask = decode_call_mask(logits, model.call_id, config.call_fraction)
+            sums.add(*token_losses(logits, targets, model.call_id), mask)
+            top_calls += int(call_is_top(logits, model.call_id).sum())
+            fact_calls += int((mask & (cls == FACT)).sum())
+            facts += int((cls == FACT).sum())
+            if baseline is not None:
+                base_logits = baseline.model(input_ids=inputs.to(baseline.model.device)).logits.to(device)
+                base_sums.add(*token_losses(base_logits, targets, baseline.call_id), mask)
+            windows += len(inputs)
+            if b % 50 == 0 or windows == total_windows:
+                log(f"validation: {windows}/{total_windows} windows")
+    n = sums.n_call + sums.n_non_call
+    result = {
+        **sums.losses(),
+        "tokens": n,
+        "windows": windows,
+        "calls": sums.n_call,
+        "call_fraction": sums.n_call / n,
+        "call_top_fraction": top_calls / n,  # where <CALL> was the top logit, before the 15% cap/fill
+        "calls_on_facts": fact_calls / max(sums.n_call, 1),  # precision of C_M w.r.t. spaCy facts
+        "facts_called": fact_calls / max(facts, 1),  # recall of C_M w.r.t. spaCy facts
+        "config": asdict(config) | {"seq_len": seq_len},
+        "checkpoint": model.identity(),
+        "dataset": {"path": str(dataset_dir), "fingerprint": manifest["fingerprint"]},
+    }
+    if baseline is not None:
+        result.update(base_sums.losses("baseline_"))
+        result["baseline_checkpoint"] = baseline.identity()
+    result["code_fingerprint"] = code_fingerprint(sys.modules[__name__], checkpoint)
+    result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], manifest["fingerprint"], result["config"],
+                                        result.get("baseline_checkpoint", {}).get("fingerprint"), result["code_fingerprint"])
+    return result

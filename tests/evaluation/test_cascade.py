@@ -1,0 +1,314 @@
+"""The cascade rules of A.5 on hand-worked cases: call decoding, the vocabulary fallback,
+multi-token appends and their cap, the running call threshold, the repetition penalty,
+and KV-cache reuse (equal outputs, only new tokens read)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+from evaluation.cascade import (
+    CachedLM,
+    CallThreshold,
+    CascadeConfig,
+    PartnerQuery,
+    PartnerReply,
+    PartnerTokenMap,
+    TransformersPartner,
+    continuation_text,
+    generate,
+    rag_prefix,
+    render,
+    repetition_penalty,
+)
+from evaluation.checkpoint import load_checkpoint
+
+
+class ScriptedPartner:
+    """A partner whose candidate texts are given per call (to check the cascade's rules
+    independently of any model); records what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[tuple[str, ...]]):
+        self.script = list(script)
+        self.queries: list[PartnerQuery] = []
+
+    def top_tokens(self, queries):
+        self.queries += queries
+        return [PartnerReply(self.script.pop(0), tokens_processed=7) for _ in queries]
+
+    def release(self, key):
+        pass
+
+
+@pytest.fixture(scope="module")
+def small(random_checkpoint):
+    return load_checkpoint(random_checkpoint)
+
+
+ALWAYS = CascadeConfig(target_call_rate=1.0)  # q = 1: every step calls
+
+
+def pieces(tok, ids):
+    return [tok.piece(i) for i in ids]
+
+
+# --- repetition penalty ----------------------------------------------------------------
+
+def test_repetition_penalty_matches_transformers():
+    logits = torch.tensor([2.0, -1.0, 0.5, -3.0, 4.0])
+    seen = [0, 1, 1, 3]
+    ours = repetition_penalty(logits, seen, 1.2)
+    assert torch.allclose(ours, torch.tensor([2.0 / 1.2, -1.2, 0.5, -3.6, 4.0]))
+    hf = RepetitionPenaltyLogitsProcessor(1.2)(torch.tensor([seen]), logits[None].clone())[0]
+    assert torch.allclose(ours, hf)
+
+
+# --- the running call threshold --------------------------------------------------------
+
+def test_call_threshold_hand_worked():
+    th = CallThreshold(0.25, history=[1.0, 2.0, 3.0])
+    # step 0: q = r = 0.25; #{h >= 2.5} = 1, not < 0.25 * 4 = 1 -> no call
+    assert th.level == 0.25 and th.decide(2.5) is False
+    # step 1: q = 2*0.25 - 0/1 = 0.5; H = {1, 2, 2.5, 3}; #{h >= 2.6} = 1 < 0.5 * 5 -> call
+    assert th.level == 0.5 and th.decide(2.6) is True
+    # step 2: q = 0.5 - 1/2 = 0 -> never calls, even above every logit seen
+    assert th.level == 0.0 and th.decide(10.0) is False
+    # step 3: q = 0.5 - 1/3; H has 6 values, one (10) >= 4; 1 < (1/6) * 7 -> call
+    assert th.level == pytest.approx(1 / 6) and th.decide(4.0) is True
+    # step 4: q = 0.5 - 2/4 = 0 -> no call
+    assert th.level == 0.0 and th.decide(100.0) is False
+    assert (th.steps, th.calls) == (5, 2)
+
+
+def test_call_threshold_reaches_target_on_stationary_stream():
+    rng = np.random.default_rng(0)
+    th = CallThreshold(0.15, history=rng.normal(size=20))
+    calls = [th.decide(float(z)) for z in rng.normal(size=3000)]
+    assert abs(np.mean(calls) - 0.15) < 0.01
+    assert abs(np.mean(calls[1500:]) - 0.15) < 0.02  # holds in the second half too
+
+
+def test_call_threshold_bounds_overshoot_on_drifting_stream():
+    """Call logits that climb during generation (the nonstationarity of A.5): nearly every
+    new logit tops the history, yet the realized rate stays below 2r."""
+    rng = np.random.default_rng(0)
+    stream = rng.normal(size=3000) + 0.01 * np.arange(3000)
+    th = CallThreshold(0.15, history=rng.normal(size=20))
+    calls = [th.decide(float(z)) for z in stream]
+    assert 0.15 < np.mean(calls) <= 0.30 + 0.005
+
+
+def test_call_threshold_extremes():
+    never, always = CallThreshold(0.0, [0.0]), CallThreshold(1.0, [0.0])
+    assert not any(never.decide(z) for z in [5.0, 50.0, -1.0])
+    assert all(always.decide(z) for z in [-5.0, -50.0, 1.0])
+
+
+# --- our vocabulary for partner tokens -------------------------------------------------
+
+def test_partner_token_map(tok):
+    m = PartnerTokenMap(tok, max_tokens=3)
+    assert pieces(tok, m.to_ours(" the")) == ["▁the"]  # a word-initial token keeps its space
+    assert pieces(tok, m.to_ours("198")) == ["1", "9", "8"]  # split whole (digits are split)
+    assert m.to_ours(" 1987") is None  # "▁", "1", "9", "8", "7": more than 3 of our tokens
+    assert pieces(tok, m.to_ours("\n")) == ["<0x0A>"]  # an ASCII byte piece is one of ours
+    assert m.to_ours("中") is None  # only byte-fallback pieces of non-ASCII bytes
+    assert m.to_ours("") is None  # a special token decodes to nothing
+    assert m.to_ours("\ufffd") is None  # a partial UTF-8 character
+
+
+# --- call decoding ---------------------------------------------------------------------
+
+def test_partner_reads_text_so_far_without_call(small):
+    partner = ScriptedPartner([(" the",), (" cat",), (" sat",)])
+    gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=3))[0]
+    assert [q.text for q in partner.queries] == ["Ralph Earl is", "Ralph Earl is the", "Ralph Earl is the cat"]
+    assert gen.text == "the cat sat" and gen.from_partner == [True] * 3
+    assert (gen.calls, gen.steps, gen.call_rate) == (3, 3, 1.0)
+    assert gen.segments == [(" the cat sat", True)]
+    assert render(gen, color=False) == "Ralph Earl is[[ the cat sat]]"
+    assert render(gen, color=True) == "Ralph Earl is\x1b[90m the cat sat\x1b[0m"
+    assert gen.partner_tokens_processed == [7, 7, 7]
+
+
+def test_partner_prefix_is_put_before_the_text(small):
+    article = "Ralph Earl (1751-1801) was an American painter." + "x" * 9000
+    prefix = rag_prefix("Ralph Earl", article)
+    assert "Write a short biography about Ralph Earl." in prefix
+    assert article[:8000] + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n" in prefix
+    assert article[:8001] not in prefix
+    partner = ScriptedPartner([(" the",)])
+    generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=1),
+             partner_prefixes=[prefix])
+    assert partner.queries[0].text == prefix + "Ralph Earl is"
+
+
+def test_missing_token_falls_back_to_second_choice(small, tok):
+    partner = ScriptedPartner([("中", " the"), (" 1987", "198")])
+    gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=4))[0]
+    assert pieces(tok, gen.token_ids) == ["▁the", "1", "9", "8"]
+    assert gen.from_partner == [True] * 4
+    assert (gen.calls, gen.second_choice_calls, gen.multi_token_calls) == (2, 2, 1)
+
+
+def test_both_choices_missing_uses_the_small_models_token(small):
+    own = generate(small, ["Ralph Earl is"], None, CascadeConfig(calls=False, max_new_tokens=1))[0]
+    partner = ScriptedPartner([("", "\ufffd")])
+    gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=1))[0]
+    assert gen.token_ids == own.token_ids and gen.from_partner == [False]
+    assert (gen.calls, gen.rejected_calls) == (1, 1)
+
+
+def test_multi_token_append_is_cut_at_max_new_tokens(small, tok):
+    partner = ScriptedPartner([("198",)])
+    gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=2))[0]
+    assert pieces(tok, gen.token_ids) == ["1", "9"] and gen.stop == "max_new_tokens"
+
+
+def test_generation_stops_at_the_small_models_context(small):
+    gen = generate(small, ["Ralph Earl is"], None, CascadeConfig(calls=False, max_new_tokens=500))[0]
+    prompt_tokens = 1 + len(small.tokenizer.encode("Ralph Earl is"))  # EOS + prompt
+    assert gen.stop == "context" and prompt_tokens + len(gen.token_ids) == small.max_positions == 128
+
+
+def test_no_call_needs_no_partner_and_never_calls(small):
+    prompts = ["Ralph Earl is", "The cat"]
+    off = generate(small, prompts, None, CascadeConfig(calls=False, max_new_tokens=12))
+    never = generate(small, prompts, ScriptedPartner([]), CascadeConfig(target_call_rate=0.0, max_new_tokens=12))
+    assert [g.token_ids for g in off] == [g.token_ids for g in never]
+    assert all(g.calls == 0 and not any(g.from_partner) for g in off)
+    with pytest.raises(ValueError, match="no partner"):
+        generate(small, prompts, None, CascadeConfig())
+
+
+def test_trained_model_generates_its_sentence(trained_checkpoint):
+    model = load_checkpoint(trained_checkpoint)
+    gen = generate(model, ["the cat"], None, CascadeConfig(calls=False, max_new_tokens=12))[0]
+    assert gen.text.startswith("sat on the mat . the cat sat on the mat")
+    assert gen.stop == "max_new_tokens" and len(gen.token_ids) == 12
+
+
+def test_trained_partner_writes_when_always_called(small, trained_checkpoint):
+    partner = TransformersPartner(trained_checkpoint)
+    gen = generate(small, ["the cat"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=6))[0]
+    assert gen.text == "sat on the mat ." and all(gen.from_partner)
+    assert len(gen.token_ids) == 6 and gen.calls == 6
+    assert gen.partner_tokens_processed == [2, 1, 1, 1, 1, 1]  # "the cat", then one new token per call
+
+
+# --- KV caches -------------------------------------------------------------------------
+
+def test_cached_lm_reads_only_new_tokens_and_matches_full_forward(small):
+    lm = CachedLM(small.model)
+    ids = list(range(3, 16))
+    full = small.model(input_ids=torch.tensor([ids])).logits[0]
+    logits, n = lm.logits("a", ids[:10])
+    assert n == 10 and torch.allclose(logits, full[:10], atol=1e-5)
+    logits, n = lm.logits("a", ids)  # 3 appended tokens
+    assert n == 3 and torch.allclose(logits, full[10:], atol=1e-5)
+    _, n = lm.logits("a", ids)  # nothing new: the last token is re-read for its logits
+    assert n == 1
+    changed = ids[:5] + [40] + ids[6:]  # diverges at position 5: roll back there
+    logits, n = lm.logits("a", changed)
+    assert n == len(ids) - 5
+    assert torch.allclose(logits[-1], small.model(input_ids=torch.tensor([changed])).logits[0, -1], atol=1e-5)
+    _, n = lm.logits("b", ids[:4])  # another sequence has its own cache
+    assert n == 4
+
+
+def test_partner_call_processes_only_new_tokens(random_partner):
+    partner = TransformersPartner(random_partner)
+    tokens = lambda text: len(partner.tokenizer(text).input_ids)  # noqa: E731
+    first = partner.top_tokens([PartnerQuery(0, "the cat sat")])[0]
+    second = partner.top_tokens([PartnerQuery(0, "the cat sat on the mat")])[0]
+    assert first.tokens_processed == tokens("the cat sat")
+    assert second.tokens_processed == tokens("the cat sat on the mat") - tokens("the cat sat")
+    fresh = TransformersPartner(random_partner, reuse_cache=False)
+    fresh.top_tokens([PartnerQuery(0, "the cat sat")])
+    again = fresh.top_tokens([PartnerQuery(0, "the cat sat on the mat")])[0]
+    assert again.tokens_processed == tokens("the cat sat on the mat")
+    assert again.candidates == second.candidates
+
+
+@pytest.mark.parametrize("partner_fixture", ["random_partner", "foreign_partner"])
+def test_cascade_with_caches_equals_no_cache_reference(small, partner_fixture, request):
+    """Same tokenizer as ours, and a byte-level BPE partner whose re-tokenization of the
+    growing text diverges from its cache (rolled back to the common prefix)."""
+    partner_dir = request.getfixturevalue(partner_fixture)
+    prompts = ["Tell me a bio of Ralph Earl. Ralph Earl is", "The river flows"]
+    prefixes = [rag_prefix("Ralph Earl", "An American painter."), ""]
+    runs = {}
+    for reuse in (True, False):
+        config = CascadeConfig(max_new_tokens=40, target_call_rate=0.3, reuse_cache=reuse)
+        runs[reuse] = generate(small, prompts, TransformersPartner(partner_dir, reuse_cache=reuse), config,
+                               partner_prefixes=prefixes)
+    for cached, reference in zip(runs[True], runs[False]):
+        assert cached.token_ids == reference.token_ids
+        assert cached.from_partner == reference.from_partner
+        assert cached.calls == reference.calls > 0
+        # the reference re-reads the whole partner input on every call; the cache reads less
+        assert cached.partner_tokens_processed[0] == reference.partner_tokens_processed[0]
+        assert sum(cached.partner_tokens_processed) < sum(reference.partner_tokens_processed)
+
+
+def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
+    partner = TransformersPartner(foreign_partner)
+    ids = partner.tokenizer("the cat sat on the").input_ids
+    mat = partner.tokenizer(" mat").input_ids
+    assert len(mat) == 1 and continuation_text(partner.tokenizer, ids, mat[0]) == " mat"
+    year = partner.tokenizer(" 1751").input_ids
+    assert len(year) == 1  # one partner token, five of ours ("▁", "1", "7", "5", "1"): missing
+    assert PartnerTokenMap(tok).to_ours(continuation_text(partner.tokenizer, ids, year[0])) is None
+    eos = partner.tokenizer.eos_token_id
+    assert continuation_text(partner.tokenizer, ids, eos) == ""  # special tokens are missing too
+    gen = generate(small, ["Ralph Earl was born in"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=8))[0]
+    assert gen.calls == gen.steps  # every step called
+    # each call appended its partner tokens, or one small-model token when rejected
+    assert sum(gen.from_partner) + gen.rejected_calls == len(gen.token_ids) == 8
+
+
+# --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------
+
+def test_vllm_adapter_ranks_like_the_transformers_backend(random_partner, monkeypatch):
+    """A stand-in `vllm` module serves the raw top-k logits of the same HF model in the
+    structure vLLM documents (RequestOutput.outputs[0].logprobs[0]: {token_id: Logprob},
+    num_cached_tokens). This checks our adapter (repetition penalty on the top-k, top two,
+    tokens read), not vLLM."""
+    import sys
+    import types
+
+    from transformers import AutoModelForCausalLM
+
+    from evaluation.cascade import VLLMPartner
+
+    class LLM:
+        def __init__(self, model, enable_prefix_caching, logprobs_mode, max_logprobs, **kwargs):
+            assert enable_prefix_caching and logprobs_mode == "raw_logits"
+            self.model = AutoModelForCausalLM.from_pretrained(model)
+
+        @torch.no_grad()
+        def generate(self, prompts, params, use_tqdm):
+            outs = []
+            for p in prompts:
+                logits = self.model(input_ids=torch.tensor([p["prompt_token_ids"]])).logits[0, -1]
+                top = logits.topk(params.logprobs)
+                logprobs = {int(t): types.SimpleNamespace(logprob=float(v)) for t, v in zip(top.indices, top.values)}
+                outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[logprobs])],
+                                                  num_cached_tokens=3))
+            return outs
+
+    class SamplingParams:
+        def __init__(self, temperature, max_tokens, logprobs, detokenize):
+            self.logprobs = logprobs
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
+    queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
+    served = VLLMPartner(random_partner).top_tokens(queries)
+    local = TransformersPartner(random_partner).top_tokens(queries)
+    assert [r.candidates for r in served] == [r.candidates for r in local]
+    assert [r.tokens_processed for r in served] == [r.tokens_processed - 3 for r in local]

@@ -1,0 +1,185 @@
+"""`comparison_report`: the paper's comparisons over every method's latest model: FactScore
+(or its proxy) with cascade against fact leakage without (Figures 2 and 6), call and
+non-call losses against matched baselines (Figure 5), NLU (Table 1) and the labeling cost
+(Table 2). PNG plots and markdown tables in the metadata and under artifacts/report/."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from assets.evaluation import checkpoint_dir, fact_leakage, factscore_eval, nlu_eval, read_result, validation_losses
+from assets.metadata import md_plot, md_table
+from assets.resources import LacyStorage
+from assets.training import LATEST
+from pipelines.files import read_json
+from trainer.masks import METHODS
+
+NAMES = {  # as the paper writes them
+    "baseline": "Baseline",
+    "loss_based": "Loss-based calls",
+    "rho1": "Rho-1",
+    "llm_judge": "LLM judge",
+    "spacy": "spaCy",
+    "lacy": "LaCy",
+    "spacy_refloss": "spaCy + Refloss",
+    "lacy_ignorefacts": "LaCy + Ignorefacts",
+    "lacy_ignore": "LaCy + Ignore",
+}
+NLU_TASKS = ("arc_easy", "hellaswag", "piqa", "social_iqa")
+PAPER_TABLE2 = {"LLM judge": "233 h / 1B tokens, one A100 GPU", "Rho-1": "56 h / 1B tokens, one A100 GPU", "LaCy": "152 h / 1B tokens, one CPU core"}
+
+
+def collect(storage: LacyStorage) -> dict[str, dict]:
+    """method -> {"checkpoint", "partition", and each evaluation's result (or None)}."""
+    root = storage.path("models")
+    rows = {}
+    for method in METHODS:
+        latest = root / method / LATEST
+        if not latest.exists():
+            continue
+        ckpt = Path(read_json(latest)["checkpoint"])
+        key = str(ckpt.relative_to(root))
+        rows[method] = {
+            "checkpoint": str(ckpt),
+            "partition": key,
+            **{name: read_result(storage, key, name) for name in ("validation_losses", "factscore", "fact_leakage", "nlu")},
+        }
+    return rows
+
+
+def leakage_score(result: dict) -> float:
+    """Mean containment over PopQA long tail and BigBench qa_wikidata (lower is better)."""
+    return float(np.mean([result["popqa"]["leakage"], result["bigbench_qa_wikidata"]["leakage"]]))
+
+
+def factuality(result: dict) -> tuple[str, float]:
+    """FactScore when a judge produced it, else the clearly named lexical proxy."""
+    if "factscore" in result:
+        return "FactScore", result["factscore"]["score"]
+    return "fact_overlap_proxy (not FactScore)", result["fact_overlap_proxy"]["score"]
+
+
+def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
+    points = [(NAMES[m], leakage_score(r["fact_leakage"]), *factuality(r["factscore"])) for m, r in rows.items()
+              if r["fact_leakage"] and r["factscore"]]
+    if not points:
+        return "no method has both fact leakage and FactScore results yet"
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, x, label, y in points:
+        ax.scatter(x, y, s=50, color="#c0392b" if name.startswith("LaCy") else "#34495e")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata), lower is better")
+    ax.set_ylabel(f"{points[0][2]} with cascade, higher is better")
+    ax.set_title("Figures 2 and 6: factuality with cascade vs fact leakage")
+    return md_plot(fig, save_to)
+
+
+def call_losses(rows: dict, save_to: Path) -> MetadataValue | str:
+    methods = [m for m, r in rows.items() if r["validation_losses"] and m != "baseline"]
+    if not methods:
+        return "no calling method has validation losses yet"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(methods))
+    for ax, kind in zip(axes, ("call_loss", "non_call_loss")):
+        own = [rows[m]["validation_losses"][kind] for m in methods]
+        matched = [rows[m]["validation_losses"].get(f"baseline_{kind}") or np.nan for m in methods]
+        ax.bar(x - 0.2, own, 0.4, label="method", color="#2c7fb8")
+        ax.bar(x + 0.2, matched, 0.4, label="baseline on the same mask", color="#a6cee3")
+        ax.set_xticks(x, [NAMES[m] for m in methods], rotation=35, ha="right", fontsize=8)
+        ax.set_title(kind.replace("_", " ").replace("non call", "non-call"))
+        ax.set_ylabel("nats per token")
+    axes[0].legend()
+    fig.suptitle("Figure 5: validation losses with each method's 15% call mask")
+    return md_plot(fig, save_to)
+
+
+def nlu_table(rows: dict) -> list[dict]:
+    table = []
+    for m, r in rows.items():
+        if r["nlu"]:
+            accs = {t: 100 * r["nlu"]["tasks"][t]["acc"] for t in NLU_TASKS if t in r["nlu"]["tasks"]}
+            table.append({"model": NAMES[m], **{t: round(v, 1) for t, v in accs.items()}, "average": round(float(np.mean(list(accs.values()))), 1)})
+    return table
+
+
+def summary_table(rows: dict) -> list[dict]:
+    table = []
+    for m, r in rows.items():
+        v, f, leak = r["validation_losses"], r["factscore"], r["fact_leakage"]
+        table.append({
+            "model": NAMES[m],
+            "checkpoint": r["partition"],
+            "call loss": v["call_loss"] if v else None,
+            "baseline call loss": v.get("baseline_call_loss") if v else None,
+            "non-call loss": v["non_call_loss"] if v else None,
+            "baseline non-call loss": v.get("baseline_non_call_loss") if v else None,
+            factuality(f)[0] if f else "FactScore": factuality(f)[1] if f else None,
+            "fact leakage": leakage_score(leak) if leak else None,
+        })
+    return table
+
+
+def cost_table(storage: LacyStorage) -> list[dict]:
+    """Table 2 from what was measured here: the labeling benchmark and the reference scoring."""
+    rows = [{"method": "Loss-based", "preprocessing here": "none", "paper": "none"}]
+    bench = storage.path("bench", "labeling.json")
+    labeling = f"{1e9 / read_json(bench)['tokens_per_s_per_core'] / 3600:.0f} h / 1B tokens, one CPU core" if bench.exists() else "run `make bench`"
+    ref = storage.path("reference_losses", "manifest.json")
+    if ref.exists():
+        m = read_json(ref)
+        scoring = f"{1e9 * m['seconds'] / max(m['tokens'], 1) / 3600:.0f} h / 1B tokens (reference model scoring, this machine)"
+    else:
+        scoring = "materialize reference_losses"
+    rows += [
+        {"method": "LLM judge", "preprocessing here": "not run: LMLM's annotations are given", "paper": PAPER_TABLE2["LLM judge"]},
+        {"method": "Rho-1", "preprocessing here": scoring, "paper": PAPER_TABLE2["Rho-1"]},
+        {"method": "LaCy", "preprocessing here": labeling, "paper": PAPER_TABLE2["LaCy"]},
+    ]
+    return rows
+
+
+def markdown(title: str, rows: list[dict]) -> str:
+    if not rows:
+        return f"## {title}\n\n(no results yet)\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return f"## {title}\n\n" + "\n".join(lines) + "\n"
+
+
+@asset(
+    group_name="evaluation",
+    deps=[validation_losses, factscore_eval, fact_leakage, nlu_eval],
+    description="The paper's comparisons over every method's latest model: Figures 2/6 and 5, Tables 1 and 2.",
+)
+def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
+    rows = collect(storage)
+    out = storage.path("report")
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [f"{NAMES[m]}: {', '.join(k for k in ('validation_losses', 'factscore', 'fact_leakage', 'nlu') if not r[k])}"
+               for m, r in rows.items() if not all(r[k] for k in ("validation_losses", "factscore", "fact_leakage", "nlu"))]
+    for line in missing:
+        context.log.warning(f"not evaluated yet: {line}")
+    figure2 = factscore_vs_leakage(rows, out / "factscore_vs_leakage.png")
+    figure5 = call_losses(rows, out / "call_losses.png")
+    summary, nlu, cost = summary_table(rows), nlu_table(rows), cost_table(storage)
+    report = "# LaCy comparison report\n\n" + "\n".join(
+        [markdown("Methods", summary), markdown("Table 1: NLU accuracy (%) without cascade", nlu), markdown("Table 2: cost of producing pretraining labels", cost)]
+    )
+    if missing:
+        report += "\n## Not evaluated yet\n\n" + "\n".join(f"- {line}" for line in missing) + "\n"
+    (out / "report.md").write_text(report)
+    return MaterializeResult(
+        metadata={
+            "methods": len(rows),
+            "figure_2_6_factscore_vs_leakage": figure2,
+            "figure_5_call_losses": figure5,
+            "summary": md_table(summary) if summary else "no trained methods yet",
+            "table_1_nlu": md_table(nlu) if nlu else "no NLU results yet",
+            "table_2_cost": md_table(cost),
+            "report": MetadataValue.path(str(out / "report.md")),
+            "checkpoints": MetadataValue.json({m: str(checkpoint_dir(storage, r["partition"])) for m, r in rows.items()}),
+        }
+    )

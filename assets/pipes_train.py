@@ -15,13 +15,15 @@ REPORTED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fract
 
 
 class PipesReporter:
+    """Keeps the last metrics (the trainer's own log lines already reach Dagster) and
+    announces checkpoints."""
+
     def __init__(self, pipes: PipesContext):
         self.pipes = pipes
         self.last: dict = {}
 
     def log(self, step: int, metrics: dict) -> None:
         self.last = metrics
-        self.pipes.log.info(f"step {step}: " + " ".join(f"{k}={metrics[k]:.4g}" for k in REPORTED if k in metrics))
 
     def checkpoint(self, path: Path, info: dict) -> None:
         self.pipes.log.info(f"checkpoint {path} (step {info['step']}, {info['tokens_seen']} tokens)")

@@ -112,16 +112,17 @@ def _final_losses(metrics: list[dict]) -> dict:
 def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     steps = [m["step"] for m in metrics]
-    for key, style in (("loss", "-"), ("call_loss", "--"), ("non_call_loss", ":")):
+    marker = "o" if len(steps) < 20 else None  # a short run still shows its points
+    for key, style, label in (("loss", "-", "loss"), ("call_loss", "--", "call loss"), ("non_call_loss", ":", "non-call loss")):
         values = [m.get(key) for m in metrics]
         if any(v is not None for v in values):
-            ax.plot(steps, values, style, label=key.replace("_", " "))
+            ax.plot(steps, values, style, marker=marker, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("nats per token")
     ax.set_title(f"{name}: training losses")
     ax.legend()
-    ax2.plot(steps, [m.get("call_fraction", 0) for m in metrics], label="call fraction")
-    ax2.plot(steps, [m.get("ignore_fraction", 0) for m in metrics], label="ignore fraction")
+    ax2.plot(steps, [m.get("call_fraction", 0) for m in metrics], marker=marker, label="call fraction")
+    ax2.plot(steps, [m.get("ignore_fraction", 0) for m in metrics], marker=marker, label="ignore fraction")
     ax2.set_xlabel("step")
     ax2.set_ylim(0, 0.5)
     ax2.set_title("realized masks")

@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 
 from pipelines.corpus import CorpusConfig, build_corpus, write_corpus  # noqa: E402
 from pipelines.facts import FactLabeler  # noqa: E402
+from pipelines.files import write_json  # noqa: E402
 from pipelines.token_shards import build_token_shards  # noqa: E402
 from pipelines.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
 from pipelines.word_labels import label_shard  # noqa: E402
@@ -31,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest of each is kept")
     parser.add_argument("--vocab-size", type=int, default=32_000, help="the paper's tokenizer size by default")
+    parser.add_argument("--out", default="artifacts/bench/labeling.json", help="where the numbers go (comparison_report's Table 2 reads them)")
     args = parser.parse_args()
 
     table, report = build_corpus(CorpusConfig())
@@ -56,6 +58,9 @@ def main() -> None:
     rate = tokens / min(full)
     print(f"spaCy tokens {words}, SentencePiece tokens {tokens} (vocab {args.vocab_size}+1), fact fraction {manifest['fact_fraction']:.3f}")
     print(f"paper: {PAPER_TOKENS_PER_S:.0f} tokens/s per core; ours is {rate / PAPER_TOKENS_PER_S:.2f}x")
+    write_json(args.out, {"labeling_vs_bare_spacy": ratio, "tokens_per_s_per_core": rate, "bare_seconds": min(bare),
+                          "labeling_seconds": min(full), "tokens": tokens, "vocab_size": args.vocab_size,
+                          "paper_tokens_per_s_per_core": PAPER_TOKENS_PER_S})
     print(f"labeling_vs_bare_spacy={ratio:.3f} tokens_per_s_per_core={rate:.0f}")
 
 

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{0:04d}...{p().num_shards - 1:04d}')" 2>/dev/null)
 DG := $(BIN)/dagster asset materialize
 
-.PHONY: install run test test-slow bench dev clean
+.PHONY: install run test test-slow lint bench dev clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines trainer evaluation assets tests bench
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

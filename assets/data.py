@@ -21,11 +21,11 @@ from dagster import (
 from assets.metadata import md_plot, md_table
 from assets.partitions import NUM_SHARDS, shard_partitions
 from assets.resources import LacyStorage
-from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
-from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, RULES, LabelerConfig
 from pipelines import align, corpus, facts, judge, word_labels
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
+from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
+from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, RULES, LabelerConfig
 from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset

@@ -21,8 +21,6 @@ Differences from FActScore, all for determinism or for local models:
 
 from __future__ import annotations
 
-import json
-import lzma
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -30,11 +28,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-
 from rank_bm25 import BM25Okapi
 
 from evaluation.knowledge import FACTSCORE_DATA_DIR
 from evaluation.llm_backends import TextLLM
+from pipelines.files import read_json_file
 
 DEMOS_FILE = FACTSCORE_DATA_DIR / "demons.json.xz"
 PUNKT_FILE = FACTSCORE_DATA_DIR / "punkt_english.json.xz"
@@ -56,10 +54,7 @@ _PUNCTUATION = frozenset(string.punctuation)
 
 def load_demos(path: str | Path = DEMOS_FILE) -> dict[str, list[str]]:
     """FActScore's demos (`demos/demons.json`): sentence -> atomic facts, in file order."""
-    path = Path(path)
-    opener = lzma.open if path.suffix == ".xz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        demos = json.load(f)
+    demos = read_json_file(path)
     if not isinstance(demos, dict) or not all(isinstance(v, list) for v in demos.values()):
         raise ValueError(f"{path}: expected a JSON object mapping sentences to lists of facts")
     return demos
@@ -68,8 +63,7 @@ def load_demos(path: str | Path = DEMOS_FILE) -> dict[str, list[str]]:
 @lru_cache(maxsize=1)
 def punkt_tokenizer() -> PunktSentenceTokenizer:
     """NLTK's English Punkt sentence tokenizer (what `nltk.sent_tokenize` uses)."""
-    with lzma.open(PUNKT_FILE, "rt", encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json_file(PUNKT_FILE)
     params = PunktParameters()
     params.abbrev_types = set(data["abbrev_types"])
     params.collocations = {tuple(pair) for pair in data["collocations"]}

@@ -20,7 +20,6 @@ does not say whether its 183 entities were removed from its 3B-token pretraining
 
 from __future__ import annotations
 
-import lzma
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from evaluation.factscore_human import LABELED_DIR
 from evaluation.knowledge import build_knowledge_db
 from pipelines.corpus import doc_id_for, read_source, split_of
+from pipelines.files import read_text
 
 BIO_PROMPT = "Tell me a bio of {name}. {name} is"
 PROMPT_ENTITIES = LABELED_DIR / "prompt_entities.txt.xz"
@@ -57,10 +57,7 @@ def bio_generation(name: str, continuation: str) -> str:
 
 def factscore_entities(path: str | Path = PROMPT_ENTITIES) -> list[dict[str, str]]:
     """FActScore's 183 labeled entities: [{"entity", "prompt", "title"}]."""
-    path = Path(path)
-    opener = lzma.open if path.suffix == ".xz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     return [{"entity": n, "prompt": bio_prompt(n), "title": n} for n in names]
 
 

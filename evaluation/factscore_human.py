@@ -18,8 +18,6 @@ abstained; one without any counted fact counts as abstained too, as in FActScore
 
 from __future__ import annotations
 
-import json
-import lzma
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -28,7 +26,7 @@ from pathlib import Path
 from evaluation.factscore import GAMMA, FactScoreConfig, aggregate, judge_support
 from evaluation.knowledge import FACTSCORE_DATA_DIR, BM25Retrieval, KnowledgeSource
 from evaluation.llm_backends import TextLLM
-from pipelines.files import fingerprint
+from pipelines.files import fingerprint, iter_jsonl
 
 LABELED_DIR = FACTSCORE_DATA_DIR / "labeled"
 SOURCES = ("ChatGPT", "InstructGPT", "PerplexityAI")
@@ -47,20 +45,12 @@ def labeled_path(source: str, labeled_dir: str | Path | None = None) -> Path:
 def read_labeled(source: str, labeled_dir: str | Path | None = None) -> list[dict]:
     """The records of `<source>.jsonl[.xz]`: input, output, topic, cat, annotations."""
     path = labeled_path(source, labeled_dir)
-    opener = lzma.open if path.suffix == ".xz" else open
     records = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:line {lineno}: not valid JSON ({e.msg})") from e
-            missing = {"topic", "output", "annotations"} - set(record)
-            if missing:
-                raise ValueError(f"{path}:line {lineno}: missing fields {sorted(missing)}")
-            records.append(record)
+    for lineno, record in iter_jsonl(path):
+        missing = {"topic", "output", "annotations"} - set(record)
+        if missing:
+            raise ValueError(f"{path}:line {lineno}: missing fields {sorted(missing)}")
+        records.append(record)
     return records
 
 

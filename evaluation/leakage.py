@@ -23,8 +23,6 @@ Choices (the paper gives the datasets and the metric only):
 
 from __future__ import annotations
 
-import json
-import lzma
 import re
 import string
 import sys
@@ -39,7 +37,7 @@ from evaluation import cascade, checkpoint
 from evaluation.cascade import CascadeConfig, generate
 from evaluation.checkpoint import Checkpoint, load_checkpoint
 from pipelines.corpus import EMBEDDED_DIR
-from pipelines.files import code_fingerprint, file_sha256, fingerprint
+from pipelines.files import code_fingerprint, file_sha256, fingerprint, iter_jsonl, read_json_file
 
 POPQA_FILE = EMBEDDED_DIR / "popqa" / "popqa_longtail.jsonl.xz"
 BIGBENCH_FILE = EMBEDDED_DIR / "bigbench_qa_wikidata" / "task.json.xz"
@@ -84,25 +82,15 @@ class LeakageConfig:
     bigbench_path: str = str(BIGBENCH_FILE)
 
 
-def _read_text(path: str | Path) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing")
-    opener = lzma.open if path.name.endswith(".xz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read()
-
-
 def load_popqa(path: str | Path = POPQA_FILE) -> list[Question]:
     """PopQA rows (`question`, `subj`, `prop`, `possible_answers`, `o_aliases`) as prompts."""
     questions = []
-    for line_no, line in enumerate(_read_text(path).splitlines(), 1):
+    for line_no, row in iter_jsonl(path):
         try:
-            row = json.loads(line)
             completion = COMPLETIONS[row["prop"]].format(subj=row["subj"])
             answers = tuple(dict.fromkeys([row["obj"], *row["possible_answers"], *row["o_aliases"]]))
             questions.append(Question(f"{row['question']} {completion}", answers, row["prop"]))
-        except (json.JSONDecodeError, KeyError) as e:
+        except KeyError as e:
             raise ValueError(f"{path}, line {line_no}: not a PopQA row with a known relation ({e!r})") from e
     return questions
 
@@ -110,7 +98,7 @@ def load_popqa(path: str | Path = POPQA_FILE) -> list[Question]:
 def load_bigbench(path: str | Path = BIGBENCH_FILE) -> list[Question]:
     """BIG-bench qa_wikidata examples (`input`, `target`: a string or a list)."""
     questions = []
-    for k, ex in enumerate(json.loads(_read_text(path))["examples"]):
+    for k, ex in enumerate(read_json_file(path)["examples"]):
         target = ex.get("target")
         answers = tuple([target] if isinstance(target, str) else target or [])
         if not isinstance(ex.get("input"), str) or not answers:

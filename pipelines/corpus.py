@@ -4,10 +4,8 @@ dataset. Bad records fail with the file and record named, or are skipped and cou
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import lzma
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from pipelines.files import atomic_path, clean_stale_tmp, fingerprint, write_json
+from pipelines.files import RecordError, atomic_path, clean_stale_tmp, fingerprint, iter_jsonl, read_json_file, write_json
 from pipelines.shards import MANIFEST, read_table, shard_name, write_table
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data" / "embedded"
@@ -43,8 +41,8 @@ CORPUS_SCHEMA = pa.schema(
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-class CorpusError(ValueError):
-    """A record that cannot be read; the message names the file and the record."""
+class CorpusError(RecordError):
+    """A record that cannot be used; the message names the file and the record."""
 
 
 @dataclass(frozen=True)
@@ -138,29 +136,9 @@ def _read_file(path: Path) -> Iterator[Record]:
         raise CorpusError(f"{path}: unsupported format (use .jsonl, .jsonl.gz, .jsonl.xz or .parquet)")
 
 
-def _open_binary(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.name.endswith(".xz"):
-        return lzma.open(path, "rb")
-    return open(path, "rb")
-
-
 def _read_jsonl(path: Path) -> Iterator[Record]:
-    with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            origin = f"{path}:line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise CorpusError(f"{origin}: invalid UTF-8 at byte {e.start} of the line") from e
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{origin}: not valid JSON ({e.msg} at column {e.colno})") from e
-            yield _record(row, origin)
+    for lineno, row in iter_jsonl(path):
+        yield _record(row, f"{path}:line {lineno}")
 
 
 def _read_rows(rows: Iterable[dict], name: str, unit: str) -> Iterator[Record]:
@@ -200,9 +178,7 @@ def _read_hf(spec: str) -> Iterator[Record]:
 def _read_lmlm(files: Iterable[Path]) -> Iterator[Record]:
     seen: set[str] = set()
     for path in files:
-        with lzma.open(path, "rt", encoding="utf-8") as f:
-            examples = json.load(f)["examples"]
-        for i, ex in enumerate(examples):
+        for i, ex in enumerate(read_json_file(path)["examples"]):
             text = ex["text"]
             if text in seen:  # the GPT-4o file repeats 71 of the Llama-annotated articles
                 continue
@@ -211,9 +187,7 @@ def _read_lmlm(files: Iterable[Path]) -> Iterator[Record]:
 
 
 def _read_leads(path: Path) -> Iterator[Record]:
-    with lzma.open(path, "rt", encoding="utf-8") as f:
-        articles = json.load(f)
-    for key, art in articles.items():
+    for key, art in read_json_file(path).items():
         # dwiki's layout: the title line, a blank line, the article
         yield Record(
             text=f"{art['title']}\n\n{art['extract']}", title=art["title"], doc_id=None, origin=f"{path.name}:{key}"

@@ -4,8 +4,10 @@ every artifact records a hash of its inputs and config."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import shutil
 from collections.abc import Iterator
@@ -81,3 +83,53 @@ def code_fingerprint(*modules: Any) -> str:
     for module in modules:
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]
+
+
+class RecordError(ValueError):
+    """A record of a data file that cannot be read; the message names the file and line."""
+
+
+def open_binary(path: str | os.PathLike):
+    """A file, transparently decompressed when it ends in .gz or .xz."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    with open_binary(path) as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: invalid UTF-8 at byte {e.start}") from e
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """A (possibly compressed) JSON file."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}:line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, object) for each non-blank line of a (possibly compressed) JSONL
+    file; invalid UTF-8 or JSON fails with the file and line named."""
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"{path}:line {lineno}: invalid UTF-8 at byte {e.start} of the line") from e
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{path}:line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e

@@ -15,8 +15,6 @@ words cannot be found or aligned is counted as unplaced, never dropped silently.
 from __future__ import annotations
 
 import difflib
-import json
-import lzma
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -27,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import judge
 from pipelines.corpus import LMLM_FILES, CorpusError, doc_id_for, read_corpus_shard
 from pipelines.facts import FACT
-from pipelines import judge
-from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, read_json, write_json
+from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, iter_jsonl, read_json, read_json_file, write_json
 from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_table, shard_name, write_table
 from pipelines.tokenizer import Tokenizer
 
@@ -183,19 +181,10 @@ def read_annotations(source: str) -> dict[str, tuple[str, str]]:
 
 
 def _examples(path: Path) -> Iterator[dict]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    opener = lzma.open if path.suffix == ".xz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        if ".jsonl" in path.name:
-            for lineno, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise CorpusError(f"{path}:line {lineno}: not valid JSON ({e.msg})") from e
-        else:
-            yield from json.load(f)["examples"]
+    if ".jsonl" in path.name:
+        yield from (row for _, row in iter_jsonl(path))
+    else:
+        yield from read_json_file(path)["examples"]
 
 
 # ---------------------------------------------------------------- the stage

@@ -143,7 +143,7 @@ def tiny_model_dir(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from pipelines.corpus import read_source
-    from pipelines.tokenizer import TokenizerConfig, Tokenizer, save_hf_tokenizer, train_tokenizer
+    from pipelines.tokenizer import Tokenizer, TokenizerConfig, save_hf_tokenizer, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-lm")
     texts = [r.text for _, r in zip(range(60), read_source("embedded:dwiki"))]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.corpus import CorpusConfig, CorpusError, build_corpus, doc_id_for, read_source, split_of, write_corpus
-from pipelines.files import read_json
+from pipelines.files import RecordError, read_json
 
 ENGLISH = "The river flows through the old town and it is known for the bridges that were built in the past."
 
@@ -49,7 +49,7 @@ def test_jsonl_parquet_and_directory_sources(tmp_path):
 def test_invalid_utf8_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(json.dumps({"text": ENGLISH}).encode() + b"\n" + b'{"text": "caf\xe9"}\n')
-    with pytest.raises(CorpusError, match=r"bad\.jsonl:line 2: invalid UTF-8"):
+    with pytest.raises(RecordError, match=r"bad\.jsonl:line 2: invalid UTF-8"):
         list(read_source(str(path)))
 
 
@@ -62,7 +62,7 @@ def test_missing_text_field_names_file_and_line(tmp_path):
 def test_not_json_names_file_and_line(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text('{"text": "ok"}\n{"text": \n')
-    with pytest.raises(CorpusError, match=r"docs\.jsonl:line 2: not valid JSON"):
+    with pytest.raises(RecordError, match=r"docs\.jsonl:line 2: not valid JSON"):
         list(read_source(str(path)))
 
 

@@ -16,8 +16,8 @@ Where C and I overlap the call term wins, as in A.4.
 Cost: one pass over the logits forward and one backward, as plain cross-entropy. <CALL> is
 the last id, so the text logits are the slice `logits[:, :-1]` (a view). `logit_stats`
 computes per position the log-sum-exp over that slice in row blocks small enough to stay in
-cache; the loss is then O(N) arithmetic on those statistics, and `_LacyLoss.backward` writes
-the gradient in one blocked pass:
+cache; the loss is then O(N) arithmetic on those statistics, and `_SoftmaxLoss.backward` writes
+the gradient in one blocked pass (`_SoftmaxLoss`, which also serves A.1):
 
     d L / d z_j     = (1/N) [ (w + c (1 - p(CALL))) p_CALL(j) - w [j = x_{i+1}] ]   (j text)
     d L / d z_CALL  = -(1/N) c (1 - p(CALL))
@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 BLOCK_ELEMENTS = 1 << 18  # logits per block on CPU (1 MiB of fp32): stays in L2
 
@@ -82,44 +81,51 @@ def _check(logits: torch.Tensor, targets: torch.Tensor, call_token_id: int) -> N
         raise ValueError(f"<CALL> must be the last id ({logits.shape[1] - 1}), got {call_token_id}")
 
 
+def _blocked_lse(logits: torch.Tensor, cols: int) -> torch.Tensor:
+    """log-sum-exp of `logits[:, :cols]` per row, in cache-sized row blocks."""
+    step = _row_block(logits)
+    return torch.cat([torch.logsumexp(_acc(logits[r : r + step, :cols]), dim=1) for r in range(0, logits.shape[0], step)])
+
+
 @torch.no_grad()
 def logit_stats(logits: torch.Tensor, targets: torch.Tensor, call_token_id: int) -> LogitStats:
     """The statistics of `logits` (N, V) for next tokens `targets` (N,), in one blocked pass."""
     _check(logits, targets, call_token_id)
-    n = logits.shape[0]
-    step = _row_block(logits)
-    lse = torch.cat([torch.logsumexp(_acc(logits[r : r + step, :call_token_id]), dim=1) for r in range(0, n, step)])
+    lse = _blocked_lse(logits, call_token_id)
     return LogitStats(lse, _acc(logits.gather(1, targets[:, None]).squeeze(1)), _acc(logits[:, call_token_id]))
 
 
-class _LacyLoss(torch.autograd.Function):
+class _SoftmaxLoss(torch.autograd.Function):
+    """-(1/N) sum_i [w_i log q(x_{i+1}) + c_i log p(<CALL>)] with q the softmax over the first
+    `cols` logits (whose log-sum-exp `lse` is given): A.3/A.4 with cols = V - 1, A.1 with
+    cols = V and c = 0. Forward is O(N); backward writes the gradient in one blocked pass."""
+
     @staticmethod
-    def forward(ctx, logits, targets, stats_lse, stats_target, stats_call, call_mask, ignore_mask):
-        stats = LogitStats(stats_lse, stats_target, stats_call)
-        c = call_mask.to(stats_lse.dtype)
-        w = (1 - c) * (1 - ignore_mask.to(stats_lse.dtype))
-        n = logits.shape[0]
-        loss = (w * stats.token_loss - c * stats.call_logprob).sum() / n
-        ctx.save_for_backward(logits, targets, stats_lse, stats.call_logprob, c, w)
+    def forward(ctx, logits, targets, lse, target_logit, call_logprob, c, w, cols):
+        loss = (w * (lse - target_logit) - c * call_logprob).sum() / logits.shape[0]
+        ctx.save_for_backward(logits, targets, lse, call_logprob, c, w)
+        ctx.cols = cols
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
         logits, targets, lse, call_logprob, c, w = ctx.saved_tensors
         n, v = logits.shape
+        cols = ctx.cols
         scale = grad_out.to(lse.dtype) / n
         not_call_prob = -torch.expm1(call_logprob)  # 1 - p(CALL), accurate when p(CALL) -> 1
         a = ((w + c * not_call_prob) * scale)[:, None]
         grad = torch.empty_like(logits)
         step = _row_block(logits)
         for r in range(0, n, step):
-            # a * p_CALL(j), computed in cache-sized blocks and written straight into the gradient
-            block = torch.sub(_acc(logits[r : r + step, : v - 1]), lse[r : r + step, None])
-            grad[r : r + step, : v - 1] = block.exp_().mul_(a[r : r + step])
+            # a * q(j), computed in cache-sized blocks and written straight into the gradient
+            block = torch.sub(_acc(logits[r : r + step, :cols]), lse[r : r + step, None])
+            grad[r : r + step, :cols] = block.exp_().mul_(a[r : r + step])
         rows = torch.arange(n, device=logits.device)
         grad[rows, targets] -= (w * scale).to(grad.dtype)
-        grad[:, v - 1] = (-c * not_call_prob * scale).to(grad.dtype)
-        return grad, None, None, None, None, None, None
+        if cols < v:
+            grad[:, v - 1] = (-c * not_call_prob * scale).to(grad.dtype)
+        return grad, None, None, None, None, None, None, None
 
 
 def lacy_loss_from_stats(
@@ -127,9 +133,9 @@ def lacy_loss_from_stats(
 ) -> torch.Tensor:
     """Eq. A.4 from precomputed `logit_stats` (the train loop computes them once, builds the
     masks from `stats.token_loss`, then calls this)."""
-    return _LacyLoss.apply(
-        logits, targets, stats.lse, stats.target_logit, stats.call_logit, call_mask.reshape(-1), ignore_mask.reshape(-1)
-    )
+    c = call_mask.reshape(-1).to(stats.lse.dtype)
+    w = (1 - c) * (1 - ignore_mask.reshape(-1).to(stats.lse.dtype))
+    return _SoftmaxLoss.apply(logits, targets, stats.lse, stats.target_logit, stats.call_logprob, c, w, logits.shape[1] - 1)
 
 
 def lacy_loss(
@@ -143,5 +149,12 @@ def lacy_loss(
 
 
 def baseline_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Eq. A.1: mean cross-entropy over the whole vocabulary."""
-    return F.cross_entropy(_acc(logits.reshape(-1, logits.shape[-1])), targets.reshape(-1))
+    """Eq. A.1: mean cross-entropy over the whole vocabulary (`F.cross_entropy`'s value and
+    gradient, through the same blocked pass as `lacy_loss`, which is faster on CPU)."""
+    logits = logits.reshape(-1, logits.shape[-1])
+    targets = targets.reshape(-1)
+    with torch.no_grad():
+        lse = _blocked_lse(logits, logits.shape[1])
+        target_logit = _acc(logits.gather(1, targets[:, None]).squeeze(1))
+    zero, one = torch.zeros_like(lse), torch.ones_like(lse)
+    return _SoftmaxLoss.apply(logits, targets, lse, target_logit, zero, zero, one, logits.shape[1])

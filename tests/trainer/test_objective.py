@@ -105,3 +105,15 @@ def test_bf16_logits_reduce_in_fp32():
 def test_call_must_be_last_id():
     with pytest.raises(ValueError, match="last id"):
         lacy_loss(LOGITS, TARGETS, mask(0, 0), mask(0, 0), 1)
+
+
+def test_baseline_matches_torch_cross_entropy(monkeypatch):
+    monkeypatch.setattr(objective, "BLOCK_ELEMENTS", 5)
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(23, 9, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 8, (23,), generator=g)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours, torchs = baseline_loss(a, targets), torch.nn.functional.cross_entropy(b, targets)
+    ours.backward(), torchs.backward()
+    torch.testing.assert_close(ours, torchs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

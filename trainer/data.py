@@ -65,7 +65,9 @@ class Documents:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.sources)
+        """Of the contents (token shards and labels), not of where they lie."""
+        return fingerprint([(s["fingerprint"], s.get("judge", {}).get("fingerprint"), s.get("ref_losses", {}).get("fingerprint"))
+                            for s in self.sources])
 
 
 def _flat(column: pa.ChunkedArray, dtype) -> np.ndarray:

@@ -92,7 +92,8 @@ def logit_stats(logits: torch.Tensor, targets: torch.Tensor, call_token_id: int)
     """The statistics of `logits` (N, V) for next tokens `targets` (N,), in one blocked pass."""
     _check(logits, targets, call_token_id)
     lse = _blocked_lse(logits, call_token_id)
-    return LogitStats(lse, _acc(logits.gather(1, targets[:, None]).squeeze(1)), _acc(logits[:, call_token_id]))
+    # .clone(): a view of `logits` would keep requires_grad even under no_grad
+    return LogitStats(lse, _acc(logits.gather(1, targets[:, None]).squeeze(1)), _acc(logits[:, call_token_id].clone()))
 
 
 class _SoftmaxLoss(torch.autograd.Function):

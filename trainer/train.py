@@ -233,6 +233,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     docs = load_documents(list(cfg.data), "train", list(cfg.judge), list(cfg.ref_losses), method.needs_facts,
                           method.needs_judge, method.needs_ref_loss, cfg.method)
     tok = Tokenizer(docs.tokenizer["path"])
+    for source in docs.sources:
+        if method.needs_judge and source["unannotated_docs"]:
+            say(f"{source['path']}: {source['unannotated_docs']} documents without LLM-judge annotation train without calls")
     g = settings.micro_batches_per_step()
     settings.grad_accumulation(d.world_size)  # fails early when the batch does not split
     loader = PackedLoader(docs, settings.context, settings.micro_batch_size, g, cfg.seed, d.rank, d.world_size)

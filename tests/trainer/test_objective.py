@@ -117,3 +117,11 @@ def test_baseline_matches_torch_cross_entropy(monkeypatch):
     ours.backward(), torchs.backward()
     torch.testing.assert_close(ours, torchs, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_stats_carry_no_graph():
+    # metrics accumulated from the stats must not keep each step's graph alive
+    logits = (torch.randn(4, 5, requires_grad=True) * 2)
+    s = logit_stats(logits, torch.tensor([0, 1, 2, 3]), 4)
+    for t in (s.lse, s.target_logit, s.call_logit, s.token_loss, s.call_logprob, s.full_token_loss):
+        assert not t.requires_grad

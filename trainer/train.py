@@ -56,13 +56,15 @@ METRICS_FILE = "metrics.jsonl"
 #   non_call_loss     -log p_CALL(x_{i+1}) at non-call positions (A.6; for baseline/reference
 #                     the A.1 loss, every position being a non-call)
 #   call_target_loss  -log p(<CALL>) at call positions (the call term of A.3/A.4)
+#   non_call_p_call   mean p(<CALL>) at non-call positions (A.3/A.4 leave it free there:
+#                     the non-call term renormalizes <CALL> away)
 #   call_fraction, ignore_fraction   realized shares of tokens (ignore counts I and not C)
 #   lr, grad_norm (before clipping, last step), tokens (seen so far, all processes),
 #   tokens_per_s, step_time_s, data_share (share of step time spent producing batches),
 #   elapsed_s (this process, since start or resume)
-METRICS = ("step", "tokens", "loss", "call_loss", "non_call_loss", "call_target_loss", "call_fraction",
+METRICS = ("step", "tokens", "loss", "call_loss", "non_call_loss", "call_target_loss", "non_call_p_call", "call_fraction",
            "ignore_fraction", "lr", "grad_norm", "tokens_per_s", "step_time_s", "data_share", "elapsed_s")
-_SUMS = ("tokens", "calls", "ignored", "loss", "call_target_loss", "call_loss", "non_call_loss", "non_calls")
+_SUMS = ("tokens", "calls", "ignored", "loss", "call_target_loss", "call_loss", "non_call_loss", "non_calls", "non_call_p_call")
 
 
 class Reporter(Protocol):
@@ -147,7 +149,7 @@ def micro_batch_loss(
     if not method.calls:
         loss = baseline_loss(logits, targets)
         zero = torch.zeros((), device=logits.device)
-        return loss, torch.stack([n, zero, zero, loss.detach() * n, zero, zero, loss.detach() * n, n])
+        return loss, torch.stack([n, zero, zero, loss.detach() * n, zero, zero, loss.detach() * n, n, zero])
     stats = logit_stats(logits, targets, call_token_id)
     generator = mask_generator(seed, step, batch.index)
     call, ignore = build_masks(method.name, batch.labels, stats.token_loss, generator)
@@ -156,6 +158,7 @@ def micro_batch_loss(
     sums = torch.stack([
         n, c.sum(), (ignore & ~call).float().sum(), loss.detach() * n,
         -(stats.call_logprob * c).sum(), (stats.full_token_loss * c).sum(), (stats.token_loss * (1 - c)).sum(), (1 - c).sum(),
+        (stats.call_logprob.exp() * (1 - c)).sum(),
     ])
     return loss, sums
 
@@ -200,6 +203,7 @@ def _metrics(sums: torch.Tensor) -> dict:
         "call_loss": mean("call_loss", "calls"),
         "non_call_loss": mean("non_call_loss", "non_calls"),
         "call_target_loss": mean("call_target_loss", "calls"),
+        "non_call_p_call": mean("non_call_p_call", "non_calls") if s["calls"] > 0 else None,
         "call_fraction": mean("calls", "tokens"),
         "ignore_fraction": mean("ignored", "tokens"),
     }

@@ -51,7 +51,7 @@ class Documents:
     """The documents of one split, concatenated: document i is `[offsets[i], offsets[i + 1])`
     of each flat array."""
 
-    ids: np.ndarray  # int32
+    ids: np.ndarray  # uint16 (vocabularies up to 65,536) or int32
     token_class: np.ndarray  # int8; UNLABELED for datasets without labels
     offsets: np.ndarray  # int64, len = docs + 1
     judge_call: np.ndarray | None  # int8, 0 for documents without annotation
@@ -139,6 +139,9 @@ def load_documents(
     for d, m in datasets[1:]:
         if m["tokenizer"]["sha256"] != tokenizer["sha256"]:
             raise DataError(f"{d}/manifest.json: tokenizer differs from {datasets[0][0]}'s; all datasets must share one tokenizer")
+    # The whole split sits in each process's memory: 2 bytes per id while the vocabulary fits
+    # (the paper's 32,001 does), 1 per class and judge label, 4 per reference loss.
+    id_dtype = np.uint16 if tokenizer["vocab_size"] <= 1 << 16 else np.int32
     judges = _match_labels([Path(p) for p in judge_dirs], datasets, "judge labels")
     refs = _match_labels([Path(p) for p in ref_loss_dirs], datasets, "reference losses")
     ids, cls, judge, ref, lengths, sources = [], [], [], [], [], []
@@ -168,11 +171,12 @@ def load_documents(
             table = table.filter(keep)
             shard_ids, shard_cls = _flat(table.column("input_ids"), np.int32), _flat(table.column("token_class"), np.int8)
             _check_tokens(path, table, shard_ids, shard_cls, tokenizer, need_facts, method)
+            shard_ids = shard_ids.astype(id_dtype)
             if need_ref_loss and np.isnan(labels["ref"][keep_tok]).any():
                 raise DataError(f"{refs[d][0] / entry['file']}: reference losses missing (null or NaN) for {split} documents; rescore")
             ids.append(shard_ids)
             cls.append(shard_cls)
-            judge.append(labels.get("judge", np.zeros(0, np.int8))[keep_tok] if need_judge else None)
+            judge.append(labels["judge"][keep_tok] if need_judge else None)
             ref.append(labels["ref"][keep_tok] if need_ref_loss else None)
             lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
             source["docs"] += table.num_rows

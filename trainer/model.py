@@ -16,7 +16,7 @@ everything is fp32.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -194,7 +194,3 @@ def config_from_hf(config: dict) -> GPTConfig:
         n_layers=config["n_layer"],
         layer_norm_eps=config["layer_norm_epsilon"],
     )
-
-
-def config_dict(cfg: GPTConfig) -> dict:
-    return asdict(cfg)

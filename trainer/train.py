@@ -275,47 +275,67 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
         f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
         f"{settings.context} per step over {d.world_size} process(es)")
 
-    t_start = time.perf_counter()
-    interval = torch.zeros(len(_SUMS), device=d.device)
-    t_interval, data_time, steps_in_interval = time.perf_counter(), 0.0, 0
+    metrics = MetricsLog(out / METRICS_FILE, loader.tokens_per_step, d, reporter if d.main else None, say)
     path = None
     for step in range(start, total):
         t0 = time.perf_counter()
         _, batches = loader.next_step()
         batches = [b.to(d.device) for b in batches]
-        data_time += time.perf_counter() - t0
+        data_seconds = time.perf_counter() - t0
         sums, grad_norm = runner.step(step, batches)
-        interval += sums
-        steps_in_interval += 1
+        metrics.add(sums, data_seconds)
         done = step + 1
         if done % log_every == 0 or done == total:
-            if d.world_size > 1:
-                dist.all_reduce(interval)
-            if d.device.type == "cuda":
-                torch.cuda.synchronize()
-            now = time.perf_counter()
-            metrics = {
-                "step": done, "tokens": done * loader.tokens_per_step, **_metrics(interval),
-                "lr": learning_rate(settings, step), "grad_norm": float(grad_norm),
-                "tokens_per_s": steps_in_interval * loader.tokens_per_step / (now - t_interval),
-                "step_time_s": (now - t_interval) / steps_in_interval, "data_share": data_time / (now - t_interval),
-                "elapsed_s": now - t_start,
-            }
-            if d.main:
-                with open(out / METRICS_FILE, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                if reporter is not None:
-                    reporter.log(done, metrics)
-                say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
-            interval.zero_()
-            t_interval, data_time, steps_in_interval = time.perf_counter(), 0.0, 0
+            metrics.flush(done, learning_rate(settings, step), grad_norm)
         if done % save_every == 0 or done == total:
-            path = _save(out, done, model, runner, loader, docs, {**info, "tokens_seen": done * loader.tokens_per_step}, d)
+            info_now = {**info, "step": done, "tokens_seen": done * loader.tokens_per_step}
+            path = _save(out, done, model, runner, loader, docs.tokenizer["path"], info_now, d)
             if d.main and reporter is not None:
-                reporter.checkpoint(path, {**info, "step": done, "tokens_seen": done * loader.tokens_per_step})
+                reporter.checkpoint(path, info_now)
     if d.world_size > 1:
         dist.barrier()
     return path
+
+
+class MetricsLog:
+    """Sums the metrics of a logging interval; at each flush reduces them over processes and,
+    on rank 0, appends a line to metrics.jsonl and calls the reporter."""
+
+    def __init__(self, path: Path, tokens_per_step: int, d: Dist, reporter: Reporter | None, say: Callable[[str], None]):
+        self.path, self.tokens_per_step, self.d, self.reporter, self.say = path, tokens_per_step, d, reporter, say
+        self.sums = torch.zeros(len(_SUMS), device=d.device)
+        self.t_start = time.perf_counter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums.zero_()
+        self.t0, self.data_seconds, self.steps = time.perf_counter(), 0.0, 0
+
+    def add(self, sums: torch.Tensor, data_seconds: float) -> None:
+        self.sums += sums
+        self.data_seconds += data_seconds
+        self.steps += 1
+
+    def flush(self, step: int, lr: float, grad_norm: torch.Tensor) -> dict:
+        if self.d.world_size > 1:
+            dist.all_reduce(self.sums)
+        if self.d.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds = now - self.t0
+        metrics = {
+            "step": step, "tokens": step * self.tokens_per_step, **_metrics(self.sums), "lr": lr,
+            "grad_norm": float(grad_norm), "tokens_per_s": self.steps * self.tokens_per_step / seconds,
+            "step_time_s": seconds / self.steps, "data_share": self.data_seconds / seconds, "elapsed_s": now - self.t_start,
+        }
+        if self.d.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if self.reporter is not None:
+                self.reporter.log(step, metrics)
+            self.say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        self._reset()
+        return metrics
 
 
 def _rng_state(d: Dist) -> dict:
@@ -325,7 +345,7 @@ def _rng_state(d: Dist) -> dict:
     return state
 
 
-def _save(out: Path, step: int, model: GPT, runner: StepRunner, loader: PackedLoader, docs: Documents, info: dict, d: Dist) -> Path:
+def _save(out: Path, step: int, model: GPT, runner: StepRunner, loader: PackedLoader, tokenizer: str, info: dict, d: Dist) -> Path:
     rng = [_rng_state(d)]
     if d.world_size > 1:
         rng = [None] * d.world_size
@@ -333,7 +353,7 @@ def _save(out: Path, step: int, model: GPT, runner: StepRunner, loader: PackedLo
     path = out / f"step-{step:08d}"
     if d.main:
         state = {"step": step, "optimizer": runner.optimizer.state_dict(), "rng": rng, "loader": loader.state_dict()}
-        path = save_checkpoint(out, step, model, docs.tokenizer["path"], info, state)
+        path = save_checkpoint(out, step, model, tokenizer, info, state)
     if d.world_size > 1:
         dist.barrier()
     return path

@@ -11,7 +11,10 @@ written in the paper with another normalization, 1 / sum(1 - I); no method of Ta
 without calling, so it is not implemented. A.1, the baseline's plain cross-entropy over the
 whole vocabulary (<CALL> included in the normalization, so its probability is trained toward
 zero), is `baseline_loss`; `lacy_loss` with C = I = 0 equals it up to that normalization.
-Where C and I overlap the call term wins, as in A.4.
+Where C and I overlap the call term wins, as in A.4. As written, A.3/A.4 exert no pressure
+on p(<CALL>) at non-call positions (their term renormalizes <CALL> away); the paper decodes
+calls by ranking the <CALL> logit (A.4.3, A.5), and the train loop logs the mean p(<CALL>)
+at non-call positions (`non_call_p_call`).
 
 Cost: one pass over the logits forward and one backward, as plain cross-entropy. <CALL> is
 the last id, so the text logits are the slice `logits[:, :-1]` (a view). `logit_stats`

@@ -103,3 +103,13 @@ def test_two_process_ddp_equals_one_process_with_accumulation(tmp_path, dataset)
     one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     for x, y in zip(one, two):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5) and x["call_fraction"] == y["call_fraction"]
+
+
+def test_reference_trains_on_extra_unlabeled_data_and_lacy_refuses_it(tmp_path, dataset, unlabeled_dataset):
+    data = (str(dataset), str(unlabeled_dataset))
+    final = train(TrainConfig(method="reference", data=data, out=str(tmp_path / "ref"), preset="smoke", max_steps=1), log=lambda _: None)
+    assert len(json.loads((final / "lacy.json").read_text())["data"]) == 2
+    from trainer.data import DataError
+
+    with pytest.raises(DataError, match="no fact labels"):
+        train(TrainConfig(method="lacy", data=data, out=str(tmp_path / "lacy"), preset="smoke", max_steps=1), log=lambda _: None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,10 @@ def save_checkpoint(
     final = Path(run_dir) / checkpoint_name(step)
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        save_file(model.hf_state_dict(), tmp / WEIGHTS_FILE, metadata={"format": "pt"})
         config = hf_config(model.cfg, bos_id=int(info["bos_id"]), eos_id=int(info["eos_id"]))
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file(model.hf_state_dict(), tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        shutil.copymode(tmp / "config.json", tmp / WEIGHTS_FILE)  # safetensors writes 0600; match the rest
         save_hf_tokenizer(tokenizer_path, tmp)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)

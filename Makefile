@@ -35,6 +35,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/labeling.py
+	$(BIN)/python bench/train_step.py
 
 dev: $(STAMP)
 	$(BIN)/dagster dev

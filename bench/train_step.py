@@ -1,0 +1,167 @@
+"""Step time of the trainer: LaCy's masks and objective against the baseline step, and our
+trainer against a plain `transformers` GPT2LMHeadModel training loop, in one run.
+
+    PYTHONPATH=. python bench/train_step.py [--quick]
+
+Sizes: `embedded` (the embedded preset: tiny model, vocabulary 4,097, micro-batch 8 x 256),
+and `334m-shaped` (the real 334m width and depth and the paper's 32,001 vocabulary, but a
+micro-batch of 1 x 256 on CPU, where a full 4 x 1024 fp32 step would take minutes). Each
+variant runs whole optimizer steps on random tokens with ~38% fact labels (the embedded
+corpus' share) and random reference losses; variants are interleaved within each round and
+ratios are medians over rounds of the same round's times (the machine is shared).
+
+- baseline / lacy / rho1: `trainer.train.StepRunner` steps, including the packed loader (one
+  model and optimizer, switching the method per step).
+- hf: GPT2LMHeadModel (the exported config, sdpa attention) with `labels=input_ids`,
+  AdamW with the same settings, clipping 1.0: the plain loop a researcher would write.
+
+On a GPU machine it also reports the 334M bf16 step (micro-batch 4 x 1024) and its MFU.
+The last line: `lacy_vs_baseline_step=<worst over sizes> ours_vs_hf_tokens_per_s=<worst>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from trainer.data import Documents, PackedLoader
+from trainer.masks import get_method
+from trainer.model import GPT, hf_config, model_config
+from trainer.presets import RunSettings
+from trainer.train import Dist, StepRunner
+
+FACT_SHARE = 0.38
+
+
+def synthetic_documents(vocab_size: int, tokens: int, seed: int = 0) -> Documents:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(50, 900, size=tokens // 300 + 1)
+    n = int(lengths.sum())
+    return Documents(
+        ids=rng.integers(3, vocab_size - 1, size=n, dtype=np.int32),
+        token_class=rng.choice(3, size=n, p=[0.31, 1 - 0.31 - FACT_SHARE, FACT_SHARE]).astype(np.int8),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        judge_call=None,
+        ref_loss=rng.random(n, dtype=np.float32) * 8,
+        tokenizer={"eos_id": 2, "vocab_size": vocab_size, "call_token_id": vocab_size - 1},
+    )
+
+
+class OurTrainer:
+    """One model, optimizer and loader; `step(method)` runs one optimizer step of a method
+    (the methods share them so that a 334M-shaped run holds one model, not three)."""
+
+    def __init__(self, size: str, vocab: int, b: int, T: int, device: torch.device):
+        torch.manual_seed(0)
+        self.settings = RunSettings(size, T, batch_size=b, micro_batch_size=b, lr=1e-4, warmup_steps=1, steps=10**6)
+        self.model = GPT(model_config(size, vocab, context=T)).to(device)
+        self.runner = StepRunner(self.model, self.settings, get_method("baseline"), vocab - 1, 0, Dist(device=device))
+        self.loader = PackedLoader(synthetic_documents(vocab, 20 * b * T), T, b, 1, seed=0)
+        self.device = device
+
+    def step(self, method: str) -> None:
+        self.runner.method = get_method(method)
+        step, batches = self.loader.next_step()
+        sums, _ = self.runner.step(step, [mb.to(self.device) for mb in batches])
+        sums[0].item()  # wait for the device
+
+
+class HFStep:
+    def __init__(self, size: str, vocab: int, b: int, T: int, device: torch.device):
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        cfg = model_config(size, vocab, context=T)
+        self.model = GPT2LMHeadModel(GPT2Config(**hf_config(cfg, 1, 2), attn_implementation="sdpa")).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.1, fused=device.type == "cuda")
+        self.x = torch.randint(3, vocab - 1, (b, T), device=device)
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            loss = self.model(input_ids=self.x, labels=self.x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        loss.item()
+
+
+def measure(variants: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per step of each variant in each round; variants interleaved within a round
+    so that a round's variants share the machine's load (one warm-up step each first)."""
+    for fn in variants.values():
+        fn()
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[name].append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a's time / b's time in the same round."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def bench_size(label: str, size: str, vocab: int, b: int, T: int, rounds: int, steps: int, device: torch.device) -> tuple[float, float]:
+    ours = OurTrainer(size, vocab, b, T, device)
+    variants = {m: functools.partial(ours.step, m) for m in ("baseline", "lacy", "rho1")}
+    variants["hf"] = HFStep(size, vocab, b, T, device)
+    params = ours.model.num_params()
+    times = measure(variants, rounds, steps)
+    tokens = b * T
+    print(f"[{label}] {size} model ({params / 1e6:.1f}M parameters), vocabulary {vocab}, micro-batch {b} x {T}, "
+          f"{device.type}, {rounds} rounds x {steps} steps")
+    for name, ts in times.items():
+        s = statistics.median(ts)
+        print(f"  {name:9s} {s * 1e3:9.1f} ms/step (median; min {min(ts) * 1e3:.1f})  {tokens / s:9.0f} tokens/s")
+    lacy_ratio, rho1_ratio = paired_ratio(times, "lacy", "baseline"), paired_ratio(times, "rho1", "baseline")
+    ours_hf, lacy_hf = paired_ratio(times, "hf", "baseline"), paired_ratio(times, "hf", "lacy")
+    print(f"  paired medians: lacy/baseline step {lacy_ratio:.3f}  rho1/baseline step {rho1_ratio:.3f}  "
+          f"ours(baseline)/hf tokens/s {ours_hf:.3f}  ours(lacy)/hf tokens/s {lacy_hf:.3f}")
+    return lacy_ratio, ours_hf
+
+
+def gpu_mfu(device: torch.device) -> None:
+    """334M in bf16 at the paper's micro-batch (4 x 1024): tokens/s and MFU."""
+    b, T, vocab = 4, 1024, 32001
+    ours = OurTrainer("334m", vocab, b, T, device)
+    cfg = ours.model.cfg
+    s = statistics.median(measure({"lacy": functools.partial(ours.step, "lacy")}, rounds=3, steps=10)["lacy"])
+    # PaLM's count: 6 N per token for the weights (embedding lookups aside, the tied head included) + attention
+    n = ours.model.num_params() - cfg.context * cfg.d_model
+    flops_per_token = 6 * n + 12 * cfg.n_layers * cfg.d_model * T
+    name = torch.cuda.get_device_name(device)
+    peak = next((v for k, v in {"H100": 989e12, "H200": 989e12, "A100": 312e12}.items() if k in name), None)
+    achieved = flops_per_token * b * T / s
+    mfu = f"{achieved / peak:.1%}" if peak else "n/a (unknown peak)"
+    print(f"[gpu] {name}: 334m bf16 lacy step {s * 1e3:.1f} ms, {b * T / s:.0f} tokens/s, {achieved / 1e12:.1f} TFLOP/s, MFU {mfu}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check of the script)")
+    p.add_argument("--skip-334m", action="store_true")
+    a = p.parse_args()
+    cpu = torch.device("cpu")
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    results = [bench_size("embedded", "tiny", 4097, 8, 256, 4 if a.quick else 25, 1, cpu)]
+    if not a.skip_334m:
+        results.append(bench_size("334m-shaped", "334m", 32001, 1, 256, 2 if a.quick else 9, 1, cpu))
+    if torch.cuda.is_available():
+        gpu_mfu(torch.device("cuda"))
+    print(f"lacy_vs_baseline_step={max(r[0] for r in results):.3f} ours_vs_hf_tokens_per_s={min(r[1] for r in results):.3f}")
+
+
+if __name__ == "__main__":
+    main()

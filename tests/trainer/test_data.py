@@ -1,0 +1,182 @@
+"""The packed loader (layout, labels aligned to targets, determinism, ranks, resume) and the
+checks `load_documents` makes on its inputs."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines.shards import ShardError, list_array, write_table
+from trainer.data import DataError, Documents, PackedLoader, load_documents
+from tests.trainer.conftest import synthetic_docs, write_dataset, write_labels
+
+EOS = 2
+# three documents; token id -> (class, judge, reference loss)
+DOCS = [[10, 11, 12], [20, 21], [30]]
+CLASS = {10: 2, 11: 1, 12: 0, 20: 0, 21: 2, 30: 1}
+
+
+def small_docs() -> Documents:
+    ids = np.array([t for d in DOCS for t in d], dtype=np.int32)
+    return Documents(
+        ids=ids,
+        token_class=np.array([CLASS[t] for t in ids], dtype=np.int8),
+        offsets=np.array([0, 3, 5, 6]),
+        judge_call=(ids % 2).astype(np.int8),
+        ref_loss=ids.astype(np.float32) / 10,
+        tokenizer={"eos_id": EOS, "vocab_size": 40, "call_token_id": 39},
+    )
+
+
+def stream(loader, sequences):
+    out = []
+    for g in range(sequences):
+        mb = loader.micro_batch(g // (loader.g * loader.b), (g // loader.b) % loader.g)
+        row = mb.inputs[g % loader.b].tolist()
+        out += row
+    return out
+
+
+def test_packing_layout_by_hand():
+    loader = PackedLoader(small_docs(), seq_len=3, micro_batch_size=1, micro_batches_per_step=1, seed=0)
+    order = np.random.default_rng([0, 0]).permutation(3)  # the documented epoch order
+    epoch0 = [t for k in order for t in [EOS, *DOCS[k]]]  # EOS before every document: 9 tokens
+    assert stream(loader, 3) == epoch0
+    mb = loader.micro_batch(0, 0)
+    assert mb.inputs.tolist() == [epoch0[0:3]] and mb.targets.tolist() == [epoch0[1:4]]
+
+
+def test_labels_are_aligned_to_targets():
+    loader = PackedLoader(small_docs(), seq_len=4, micro_batch_size=2, micro_batches_per_step=2, seed=3)
+    for step in range(6):  # crosses several epochs (9 tokens each)
+        for k in range(2):
+            mb = loader.micro_batch(step, k)
+            targets = mb.targets.reshape(-1).tolist()
+            cls = [CLASS.get(t, 0) for t in targets]  # EOS targets: grammatical
+            assert mb.labels.fact.tolist() == [c == 2 for c in cls]
+            assert mb.labels.other.tolist() == [c == 1 for c in cls]
+            assert mb.labels.judge_call.tolist() == [t != EOS and t % 2 == 1 for t in targets]
+            ref = mb.labels.ref_loss.tolist()
+            for t, r in zip(targets, ref):
+                assert (np.isnan(r) if t == EOS else r == pytest.approx(t / 10))
+            assert mb.inputs[:, 1:].tolist() == mb.targets[:, :-1].tolist()
+
+
+def test_every_epoch_holds_every_document_once_in_a_new_order():
+    loader = PackedLoader(small_docs(), seq_len=9, micro_batch_size=1, micro_batches_per_step=1, seed=1)
+    epochs = [stream_epoch for stream_epoch in (stream(loader, 40)[i * 9 : (i + 1) * 9] for i in range(40))]
+    orders = set()
+    for tokens in epochs:
+        docs = [tuple(d) for d in np.split(np.array(tokens), np.flatnonzero(np.array(tokens) == EOS))[1:]]
+        assert sorted(d[1:] for d in docs) == sorted(tuple(d) for d in DOCS)
+        orders.add(tuple(d[1] for d in docs))
+    assert len(orders) > 1
+
+
+def test_deterministic_for_a_seed():
+    a = PackedLoader(small_docs(), 4, 2, 1, seed=7)
+    b = PackedLoader(small_docs(), 4, 2, 1, seed=7)
+    c = PackedLoader(small_docs(), 4, 2, 1, seed=8)
+    same = all(a.micro_batch(s, 0).inputs.tolist() == b.micro_batch(s, 0).inputs.tolist() for s in range(10))
+    differ = any(a.micro_batch(s, 0).inputs.tolist() != c.micro_batch(s, 0).inputs.tolist() for s in range(10))
+    assert same and differ
+
+
+def test_ranks_split_a_step_as_accumulation_does():
+    one = PackedLoader(small_docs(), 4, 1, 4, seed=0)  # 1 process, 4 micro-batches accumulated
+    two = [PackedLoader(small_docs(), 4, 1, 4, seed=0, rank=r, world_size=2) for r in range(2)]
+    for _ in range(3):
+        _, whole = one.next_step()
+        parts = [mb for loader in two for mb in loader.next_step()[1]]
+        assert [(m.index, m.inputs.tolist()) for m in whole] == [(m.index, m.inputs.tolist()) for m in parts]
+
+
+def test_resume_at_the_exact_position():
+    a = PackedLoader(small_docs(), 4, 2, 2, seed=0)
+    for _ in range(5):
+        a.next_step()
+    b = PackedLoader(small_docs(), 4, 2, 2, seed=0)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    (sa, ma), (sb, mb) = a.next_step(), b.next_step()
+    assert sa == sb == 5 and [m.inputs.tolist() for m in ma] == [m.inputs.tolist() for m in mb]
+    c = PackedLoader(small_docs(), 4, 2, 2, seed=1)
+    with pytest.raises(DataError, match="seed"):
+        c.load_state_dict(a.state_dict())
+
+
+# ---------------------------------------------------------------- load_documents
+
+
+def test_loads_the_train_split_with_labels(dataset, judge_dir, ref_dir, tokenizer_path):
+    docs = load_documents([dataset], "train", [judge_dir], [ref_dir], True, True, True, "test")
+    train = [d for d in synthetic_docs(tokenizer_path) if d[1] == "train"]
+    assert docs.num_docs == len(train)
+    assert len(docs.ids) == len(docs.token_class) == len(docs.judge_call) == len(docs.ref_loss) == sum(len(d[2]) for d in train)
+    assert sorted(map(tuple, np.split(docs.ids, docs.offsets[1:-1]))) == sorted(tuple(d[2]) for d in train)
+    assert not np.isnan(docs.ref_loss).any()
+    valid = load_documents([dataset], "validation")
+    assert valid.num_docs == len(synthetic_docs(tokenizer_path)) - len(train)
+
+
+def test_judge_labels_follow_their_documents(dataset, judge_dir, tokenizer_path):
+    import pyarrow.parquet as pq
+
+    docs = load_documents([dataset], "train", [judge_dir], need_judge=True)
+    # shard 0 first, its train rows in order: compare the first document's labels with the file
+    row = [i for i, s in enumerate(pq.read_table(dataset / "shard-0000.parquet")["split"].to_pylist()) if s == "train"][0]
+    expected = pq.read_table(judge_dir / "shard-0000.parquet")["judge_call"][row].as_py()
+    assert docs.judge_call[: docs.offsets[1]].tolist() == expected
+
+
+def test_mismatched_lengths_name_file_and_document(tmp_path, tokenizer_path):
+    docs = synthetic_docs(tokenizer_path, n=4)
+    bad = docs[1]
+    docs[1] = (bad[0], bad[1], bad[2], bad[3][:-1])
+    write_dataset(tmp_path, tokenizer_path, docs, shards=1)
+    with pytest.raises(ShardError, match=rf"shard-0000.parquet: row 1 \(doc_id {bad[0]}\)"):
+        load_documents([tmp_path])
+
+
+def test_judge_from_other_token_shards_is_refused(tmp_path, dataset, tokenizer_path):
+    values = {d[0]: np.zeros(len(d[2]), np.int8) for d in synthetic_docs(tokenizer_path)}
+    write_labels(tmp_path / "judge", dataset, "judge_call", values, token_shards_fingerprint="0123456789abcdef")
+    with pytest.raises(DataError, match=r"judge/manifest.json: judge labels made from token shards with fingerprint 0123456789abcdef"):
+        load_documents([dataset], judge_dirs=[tmp_path / "judge"], need_judge=True)
+
+
+def test_judge_of_wrong_length_names_the_label_file(tmp_path, dataset, tokenizer_path):
+    values = {d[0]: np.zeros(len(d[2]) + (d[0].endswith("002")), np.int8) for d in synthetic_docs(tokenizer_path)}
+    write_labels(tmp_path / "judge", dataset, "judge_call", values)
+    with pytest.raises(ShardError, match=r"judge/shard-0000.parquet: row 1 \(doc_id d0-002\): judge_call has"):
+        load_documents([dataset], judge_dirs=[tmp_path / "judge"], need_judge=True)
+
+
+def test_changed_shard_is_refused(tmp_path, tokenizer_path):
+    write_dataset(tmp_path, tokenizer_path, synthetic_docs(tokenizer_path, n=4), shards=1)
+    table = pa.table({"doc_id": ["x"], "split": ["train"], "input_ids": list_array([np.array([5], np.int32)], pa.int32()),
+                      "token_class": list_array([np.array([2], np.int8)], pa.int8())})
+    write_table(tmp_path / "shard-0000.parquet", table)
+    with pytest.raises(ShardError, match="sha256 mismatch"):
+        load_documents([tmp_path])
+
+
+def test_missing_labels_for_a_method_that_needs_them(dataset):
+    with pytest.raises(DataError, match="needs LLM-judge labels"):
+        load_documents([dataset], need_judge=True, method="llm_judge")
+    with pytest.raises(DataError, match="needs reference losses"):
+        load_documents([dataset], need_ref_loss=True, method="rho1")
+
+
+def test_reference_losses_missing_for_train_documents(tmp_path, dataset, tokenizer_path):
+    values = {d[0]: None for d in synthetic_docs(tokenizer_path)}
+    write_labels(tmp_path / "ref", dataset, "ref_loss", values)
+    with pytest.raises(DataError, match="reference losses missing"):
+        load_documents([dataset], ref_loss_dirs=[tmp_path / "ref"], need_ref_loss=True)
+
+
+def test_unlabeled_data_is_refused_by_fact_methods(dataset, unlabeled_dataset):
+    both = load_documents([dataset, unlabeled_dataset])  # the reference model's data
+    assert (both.token_class == -1).any() and len(both.sources) == 2
+    with pytest.raises(DataError, match=r"unlabeled\d*/shard-0000.parquet: doc_id x7-000 has no fact labels.*'lacy' needs"):
+        load_documents([dataset, unlabeled_dataset], need_facts=True, method="lacy")

@@ -1,0 +1,115 @@
+"""The train loop: every method trains, resume is bit-identical, DDP equals accumulation."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainer.masks import METHODS
+from trainer.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", [*METHODS, "reference"])
+def test_every_method_trains(tmp_path, dataset, judge_dir, ref_dir, method):
+    class Recorder:
+        logged, saved = [], []
+
+        def log(self, step, m):
+            self.logged.append(step)
+
+        def checkpoint(self, path, info):
+            self.saved.append((path.name, info["step"]))
+
+    rec = Recorder()
+    cfg = TrainConfig(method=method, data=(str(dataset),), out=str(tmp_path), preset="smoke", max_steps=2,
+                      judge=(str(judge_dir),), ref_losses=(str(ref_dir),))
+    final = train(cfg, reporter=rec, log=lambda _: None)
+    assert final.name == "step-00000002" and rec.logged == [1, 2] and rec.saved == [("step-00000002", 2)]
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
+    tokens = 2 * 2 * 32  # 2 micro-batches of 2 x 32 per step
+    r = rows[-1]
+    assert r["tokens"] == 2 * tokens and 0 <= r["data_share"] < 1 and r["tokens_per_s"] > 0
+    if method in ("baseline", "reference"):
+        assert r["call_fraction"] == 0 and r["call_loss"] is None and r["non_call_loss"] == r["loss"]
+    elif method in ("lacy", "rho1", "spacy", "spacy_refloss", "lacy_ignorefacts", "lacy_ignore"):
+        assert r["call_fraction"] == 10 / 64  # round(0.15 * 64) per micro-batch (~40% facts: enough)
+        assert r["call_loss"] > 0 and r["call_target_loss"] > 0
+    if method in ("lacy_ignorefacts", "lacy_ignore"):
+        assert r["ignore_fraction"] >= 10 / 64
+    else:
+        assert r["ignore_fraction"] == 0
+
+
+def run_cli(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "trainer"]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "trainer"]
+    done = subprocess.run([*launcher, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def test_resume_after_a_kill_is_bit_identical(tmp_path, dataset):
+    common = ["--preset", "smoke", "--method", "spacy", "--data", str(dataset), "--save-every", "3"]
+    run_cli(*common, "--out", str(tmp_path / "straight"), "--max-steps", "6")
+    run_cli(*common, "--out", str(tmp_path / "killed"), "--max-steps", "3")
+    # what a kill during step 5's checkpoint leaves: a partial folder and metrics past step 3
+    partial = tmp_path / "killed" / ".tmp-999-step-00000005"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"partial")
+    with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 4, "loss": 0.0}) + "\n")
+    done = run_cli(*common, "--out", str(tmp_path / "killed"), "--max-steps", "6")
+    assert "resumed from" in done.stdout
+    a, b = weights(tmp_path / "straight" / "step-00000006"), weights(tmp_path / "killed" / "step-00000006")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not partial.exists()
+    straight, resumed = metrics(tmp_path / "straight"), metrics(tmp_path / "killed")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in straight] == [r["loss"] for r in resumed]
+
+
+def test_a_different_run_in_the_same_out_is_refused(tmp_path, dataset):
+    train(TrainConfig(method="lacy", data=(str(dataset),), out=str(tmp_path), preset="smoke", max_steps=1), log=lambda _: None)
+    with pytest.raises(ValueError, match="holds a different run"):
+        train(TrainConfig(method="spacy", data=(str(dataset),), out=str(tmp_path), preset="smoke", max_steps=2), log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_accumulation(tmp_path, dataset):
+    common = ["--preset", "smoke", "--method", "lacy", "--data", str(dataset), "--max-steps", "4"]
+    run_cli(*common, "--out", str(tmp_path / "one"))  # 2 micro-batches accumulated
+    run_cli(*common, "--out", str(tmp_path / "two"), nproc=2)  # 1 micro-batch per process
+    a, b = weights(tmp_path / "one" / "step-00000004"), weights(tmp_path / "two" / "step-00000004")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    for x, y in zip(one, two):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5) and x["call_fraction"] == y["call_fraction"]
+
+
+def test_reference_trains_on_extra_unlabeled_data_and_lacy_refuses_it(tmp_path, dataset, unlabeled_dataset):
+    data = (str(dataset), str(unlabeled_dataset))
+    final = train(TrainConfig(method="reference", data=data, out=str(tmp_path / "ref"), preset="smoke", max_steps=1), log=lambda _: None)
+    assert len(json.loads((final / "lacy.json").read_text())["data"]) == 2
+    from trainer.data import DataError
+
+    with pytest.raises(DataError, match="no fact labels"):
+        train(TrainConfig(method="lacy", data=data, out=str(tmp_path / "lacy"), preset="smoke", max_steps=1), log=lambda _: None)

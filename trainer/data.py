@@ -1,0 +1,309 @@
+"""Training data: token datasets packed into fixed-length sequences with per-target labels.
+
+`load_documents` reads one or more token dataset directories (`pipelines.token_shards`),
+keeps one split, and attaches, per token, the LLM-judge labels (`pipelines.judge`) and the
+reference model's losses (`trainer.score`) when the method needs them. It checks, naming
+the file and the record: the shards against their manifest (sha256), equal list lengths per
+document, the same documents in the same order in every label shard, label manifests made
+from these token shards (`token_shards_fingerprint`), one tokenizer for all datasets, and
+fact labels present when the method needs them (an unlabeled dataset has token_class -1).
+
+`PackedLoader` packs the documents of an epoch, in a shuffled order, into one stream with
+EOS before every document (`EOS d1 EOS d2 ...`), cut into sequences of `seq_len` inputs and
+`seq_len` targets (the inputs shifted by one). Labels are aligned to the *targets*: the
+labels of position i belong to the token the model predicts there. An EOS target has class
+grammatical (so never a fact, never `other`), judge label 0 and reference loss NaN (the
+masks never rank it). A document's first token is predicted after that EOS, as in
+`trainer.score`. The stream is a pure function of (seed, position): micro-batch k of step s
+is read directly, without state, so resuming is exact and processes split the work by
+index. Global micro-batch k of a step goes to rank k // accumulation, so any number of
+processes (with gradient accumulation making up the rest) sees the same micro-batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from pipelines.facts import FACT, GRAMMATICAL, OTHER
+from pipelines.files import fingerprint
+from pipelines.judge import JUDGE_SCHEMA
+from pipelines.shards import TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
+from pipelines.tokenizer import MODEL_FILE
+from trainer.masks import TokenLabels
+
+UNLABELED = -1  # token_class of a dataset without spaCy labels (the reference model's extra data)
+EOS_CLASS = GRAMMATICAL
+REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
+
+
+class DataError(ValueError):
+    """Training data that does not fit together (labels of other shards, missing labels)."""
+
+
+@dataclass
+class Documents:
+    """The documents of one split, concatenated: document i is `[offsets[i], offsets[i + 1])`
+    of each flat array."""
+
+    ids: np.ndarray  # uint16 (vocabularies up to 65,536) or int32
+    token_class: np.ndarray  # int8; UNLABELED for datasets without labels
+    offsets: np.ndarray  # int64, len = docs + 1
+    judge_call: np.ndarray | None  # int8, 0 for documents without annotation
+    ref_loss: np.ndarray | None  # float32
+    tokenizer: dict  # vocab_size, call_token_id, eos_id, sha256, path
+    sources: list[dict] = field(default_factory=list)  # per dataset: path, fingerprints, docs, tokens
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def fingerprint(self) -> str:
+        """Of the contents (token shards and labels), not of where they lie."""
+        return fingerprint([(s["fingerprint"], s.get("judge", {}).get("fingerprint"), s.get("ref_losses", {}).get("fingerprint"))
+                            for s in self.sources])
+
+
+def _flat(column: pa.ChunkedArray, dtype) -> np.ndarray:
+    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _aligned(
+    label_path: Path, labels: pa.Table, column: str, tokens: pa.Table, token_path: Path, dtype, fill
+) -> tuple[np.ndarray, int]:
+    """A label column as one flat array aligned to the token shard's `input_ids` (`fill`
+    for null rows); returns it and the number of null rows."""
+    ours, theirs = labels.column("doc_id").to_pylist(), tokens.column("doc_id").to_pylist()
+    if ours != theirs:
+        row = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        raise ShardError(
+            f"{label_path}: documents differ from {token_path} (row {row}: "
+            f"{ours[row] if row < len(ours) else 'missing'} vs {theirs[row] if row < len(theirs) else 'missing'}); rematerialize"
+        )
+    n_ids = pc.list_value_length(tokens.column("input_ids")).to_numpy(zero_copy_only=False)
+    col = labels.column(column).combine_chunks()
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    n_lab = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(valid & (n_lab != n_ids))
+    if len(bad):
+        r = int(bad[0])
+        raise ShardError(
+            f"{label_path}: row {r} (doc_id {ours[r]}): {column} has {n_lab[r]} entries, "
+            f"input_ids in {token_path} has {n_ids[r]}"
+        )
+    out = np.full(int(n_ids.sum()), fill, dtype=dtype)
+    starts = np.concatenate([[0], np.cumsum(n_ids)[:-1]]).astype(np.int64)
+    lengths = n_lab[valid]
+    dest = np.repeat(starts[valid], lengths) + (np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    out[dest] = col.flatten().to_numpy(zero_copy_only=False)
+    return out, int((~valid).sum())
+
+
+def _match_labels(label_dirs: list[Path], datasets: list[tuple[Path, dict]], kind: str) -> dict[Path, tuple[Path, dict]]:
+    """Pair each label directory with the dataset its manifest says it was made from."""
+    by_fp = {m["fingerprint"]: d for d, m in datasets}
+    pairs = {}
+    for label_dir in label_dirs:
+        manifest = read_manifest(label_dir)
+        fp = manifest.get("token_shards_fingerprint")
+        if fp not in by_fp:
+            known = ", ".join(f"{d}/manifest.json: {f}" for f, d in by_fp.items())
+            raise DataError(
+                f"{label_dir}/manifest.json: {kind} made from token shards with fingerprint {fp}, which matches no "
+                f"--data directory ({known}); rematerialize the {kind} from these token shards"
+            )
+        pairs[by_fp[fp]] = (label_dir, manifest)
+    return pairs
+
+
+def load_documents(
+    data_dirs: list[str | Path],
+    split: str = "train",
+    judge_dirs: list[str | Path] = (),
+    ref_loss_dirs: list[str | Path] = (),
+    need_facts: bool = False,
+    need_judge: bool = False,
+    need_ref_loss: bool = False,
+    method: str = "",
+) -> Documents:
+    if not data_dirs:
+        raise DataError("no token dataset given (--data DIR)")
+    datasets = [(Path(d), read_manifest(d)) for d in data_dirs]
+    tokenizer = datasets[0][1]["tokenizer"]
+    for d, m in datasets[1:]:
+        if m["tokenizer"]["sha256"] != tokenizer["sha256"]:
+            raise DataError(f"{d}/manifest.json: tokenizer differs from {datasets[0][0]}'s; all datasets must share one tokenizer")
+    # The whole split sits in each process's memory: 2 bytes per id while the vocabulary fits
+    # (the paper's 32,001 does), 1 per class and judge label, 4 per reference loss.
+    id_dtype = np.uint16 if tokenizer["vocab_size"] <= 1 << 16 else np.int32
+    judges = _match_labels([Path(p) for p in judge_dirs], datasets, "judge labels")
+    refs = _match_labels([Path(p) for p in ref_loss_dirs], datasets, "reference losses")
+    ids, cls, judge, ref, lengths, sources = [], [], [], [], [], []
+    for d, manifest in datasets:
+        for label_pairs, needed, what in ((judges, need_judge, "LLM-judge labels (--judge)"), (refs, need_ref_loss, "reference losses (--ref-losses)")):
+            if needed and d not in label_pairs:
+                raise DataError(f"{d}: method {method!r} needs {what} for every dataset; none given for this one")
+        source = {"path": str(d), "fingerprint": manifest["fingerprint"], "docs": 0, "tokens": 0, "unannotated_docs": 0}
+        for name, pairs in (("judge", judges), ("ref_losses", refs)):
+            if d in pairs:
+                source[name] = {"path": str(pairs[d][0]), "fingerprint": pairs[d][1]["fingerprint"]}
+        for entry in manifest["shards"]:
+            path = d / entry["file"]
+            table = read_table(path, TOKEN_SCHEMA)
+            check_equal_lengths(path, table, ["input_ids", "token_class"])
+            keep = pc.equal(table.column("split"), split)
+            labels = {}
+            if need_judge:
+                jpath = judges[d][0] / entry["file"]
+                labels["judge"], unannotated = _aligned(jpath, read_table(jpath, JUDGE_SCHEMA), "judge_call", table, path, np.int8, 0)
+                source["unannotated_docs"] += unannotated  # docs without LLM annotation: no calls
+            if need_ref_loss:
+                rpath = refs[d][0] / entry["file"]
+                labels["ref"], _ = _aligned(rpath, read_table(rpath, REF_LOSS_SCHEMA), "ref_loss", table, path, np.float32, np.nan)
+            n_tok = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+            keep_tok = np.repeat(keep.to_numpy(zero_copy_only=False), n_tok)
+            table = table.filter(keep)
+            shard_ids, shard_cls = _flat(table.column("input_ids"), np.int32), _flat(table.column("token_class"), np.int8)
+            _check_tokens(path, table, shard_ids, shard_cls, tokenizer, need_facts, method)
+            shard_ids = shard_ids.astype(id_dtype)
+            if need_ref_loss and np.isnan(labels["ref"][keep_tok]).any():
+                raise DataError(f"{refs[d][0] / entry['file']}: reference losses missing (null or NaN) for {split} documents; rescore")
+            ids.append(shard_ids)
+            cls.append(shard_cls)
+            judge.append(labels["judge"][keep_tok] if need_judge else None)
+            ref.append(labels["ref"][keep_tok] if need_ref_loss else None)
+            lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
+            source["docs"] += table.num_rows
+            source["tokens"] += len(shard_ids)
+        sources.append(source)
+    lengths = np.concatenate(lengths)
+    if not len(lengths):
+        raise DataError(f"{', '.join(map(str, data_dirs))}: no {split} documents")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Documents(
+        ids=np.concatenate(ids),
+        token_class=np.concatenate(cls),
+        offsets=offsets,
+        judge_call=np.concatenate(judge) if need_judge else None,
+        ref_loss=np.concatenate(ref) if need_ref_loss else None,
+        tokenizer={**tokenizer, "path": str(datasets[0][0] / MODEL_FILE)},
+        sources=sources,
+    )
+
+
+def _check_tokens(path: Path, table: pa.Table, ids: np.ndarray, cls: np.ndarray, tokenizer: dict, need_facts: bool, method: str) -> None:
+    if len(ids) and (ids.min() < 0 or ids.max() >= tokenizer["call_token_id"]):
+        raise ShardError(f"{path}: token ids outside the text vocabulary [0, {tokenizer['call_token_id']})")
+    if need_facts and len(cls) and (cls < 0).any():
+        lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+        row = int(np.searchsorted(np.cumsum(lengths), int(np.flatnonzero(cls < 0)[0]), side="right"))
+        raise DataError(
+            f"{path}: doc_id {table.column('doc_id')[row].as_py()} has no fact labels (token_class {UNLABELED}, an "
+            f"unlabeled dataset); method {method!r} needs spaCy fact labels: train it on labeled token shards only"
+        )
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    inputs: torch.Tensor  # (b, T) int64
+    targets: torch.Tensor  # (b, T) int64: inputs shifted by one
+    labels: TokenLabels  # per target, flattened to (b * T,)
+    index: int  # global micro-batch index within its step (0 .. micro_batches_per_step - 1)
+
+    def to(self, device: torch.device) -> MicroBatch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        labels = TokenLabels(*(move(getattr(self.labels, f)) for f in ("fact", "other", "judge_call", "ref_loss")))
+        return MicroBatch(move(self.inputs), move(self.targets), labels, self.index)
+
+
+class PackedLoader:
+    """Micro-batches of packed sequences for one process; see the module docstring."""
+
+    def __init__(
+        self,
+        docs: Documents,
+        seq_len: int,
+        micro_batch_size: int,
+        micro_batches_per_step: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if micro_batches_per_step % world_size:
+            raise ValueError(f"{micro_batches_per_step} micro-batches per step cannot be split over {world_size} processes")
+        self.docs, self.seq_len, self.b, self.g = docs, seq_len, micro_batch_size, micro_batches_per_step
+        self.seed, self.rank, self.accum = seed, rank, micro_batches_per_step // world_size
+        self.eos_id = int(docs.tokenizer["eos_id"])
+        self.epoch_len = int(docs.offsets[-1]) + docs.num_docs  # every document plus its EOS
+        self.step = 0
+        self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.g * self.b * self.seq_len
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The shuffled document order of an epoch and where each document's EOS starts."""
+        if epoch not in self._epochs:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.docs.num_docs)
+            starts = np.zeros(len(order) + 1, dtype=np.int64)
+            np.cumsum(np.diff(self.docs.offsets)[order] + 1, out=starts[1:])
+            self._epochs = {e: v for e, v in self._epochs.items() if e >= epoch - 1}
+            self._epochs[epoch] = (order, starts)
+        return self._epochs[epoch]
+
+    def _flat_index(self, positions: np.ndarray) -> np.ndarray:
+        """Stream positions -> index into the flat document arrays, -1 where the token is EOS."""
+        out = np.empty_like(positions)
+        epochs = positions // self.epoch_len
+        for epoch in np.unique(epochs):
+            sel = epochs == epoch
+            offset = positions[sel] - epoch * self.epoch_len
+            order, starts = self._epoch(int(epoch))
+            k = np.searchsorted(starts, offset, side="right") - 1
+            within = offset - starts[k]
+            out[sel] = np.where(within == 0, -1, self.docs.offsets[order[k]] + within - 1)
+        return out
+
+    def micro_batch(self, step: int, index: int) -> MicroBatch:
+        """Global micro-batch `index` of optimizer step `step` (a pure function of both)."""
+        first = (step * self.g + index) * self.b
+        positions = (np.arange(first, first + self.b, dtype=np.int64)[:, None] * self.seq_len
+                     + np.arange(self.seq_len + 1, dtype=np.int64))
+        flat = self._flat_index(positions)
+        eos = flat < 0
+        safe = np.where(eos, 0, flat)
+        tokens = torch.from_numpy(np.where(eos, self.eos_id, self.docs.ids[safe]).astype(np.int64))
+        t_eos, t_safe = eos[:, 1:].reshape(-1), safe[:, 1:].reshape(-1)
+        cls = np.where(t_eos, EOS_CLASS, self.docs.token_class[t_safe])
+        judge = ref = None
+        if self.docs.judge_call is not None:
+            judge = torch.from_numpy(np.where(t_eos, 0, self.docs.judge_call[t_safe]).astype(bool))
+        if self.docs.ref_loss is not None:
+            ref = torch.from_numpy(np.where(t_eos, np.nan, self.docs.ref_loss[t_safe]).astype(np.float32))
+        labels = TokenLabels(torch.from_numpy(cls == FACT), torch.from_numpy(cls == OTHER), judge, ref)
+        return MicroBatch(tokens[:, :-1], tokens[:, 1:], labels, index)
+
+    def next_step(self) -> tuple[int, list[MicroBatch]]:
+        """This process's micro-batches of the next step; advances the position."""
+        step, self.step = self.step, self.step + 1
+        first = self.rank * self.accum
+        return step, [self.micro_batch(step, k) for k in range(first, first + self.accum)]
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "seed": self.seed, "seq_len": self.seq_len, "micro_batch_size": self.b,
+                "micro_batches_per_step": self.g, "fingerprint": self.docs.fingerprint}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = self.state_dict()
+        for key in ("seed", "seq_len", "micro_batch_size", "micro_batches_per_step", "fingerprint"):
+            if state[key] != mine[key]:
+                raise DataError(f"cannot resume the data position: {key} was {state[key]!r}, is now {mine[key]!r}")
+        self.step = int(state["step"])

@@ -1,0 +1,371 @@
+"""The train loop: one loop for every method, one process or many (DDP under torchrun).
+
+A step takes `micro_batches_per_step` micro-batches (the preset's batch / micro-batch),
+split over the processes, each process accumulating gradients over its share. The loss of a
+micro-batch is normalized over its own tokens (A.4's 1/N), and the step's gradient is the
+mean over its micro-batches, however they are split. The step's learning rate follows
+linear warmup then constant; gradients are clipped to norm 1.0 (`trainer.presets`).
+
+Resume: `train` continues from the newest complete checkpoint in `out` (model, optimizer,
+RNG states, data position), so a run killed at any moment restarts where its last
+checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step (the
+`loss_based` and `spacy` masks) comes from a generator seeded by (seed, step, micro-batch),
+never from global state, so it does not depend on how the work is split or resumed.
+
+Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
+`reporter.log(step, metrics)`. Names: see `METRICS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from pipelines.files import fingerprint
+from pipelines.tokenizer import Tokenizer
+from trainer.checkpoint import (
+    WEIGHTS_FILE,
+    Checkpoint,
+    clean_partial,
+    latest_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+)
+from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
+from trainer.masks import Method, build_masks, get_method
+from trainer.model import GPT, model_config
+from trainer.objective import baseline_loss, lacy_loss_from_stats, logit_stats
+from trainer.presets import REFERENCE, RunSettings, get_preset
+
+METRICS_FILE = "metrics.jsonl"
+# Per logging step. Losses are means over the interval's tokens:
+#   loss              the objective (A.4; A.1 for baseline/reference)
+#   call_loss         -log p(x_{i+1}) at call positions (A.5, on the training mask)
+#   non_call_loss     -log p_CALL(x_{i+1}) at non-call positions (A.6; for baseline/reference
+#                     the A.1 loss, every position being a non-call)
+#   call_target_loss  -log p(<CALL>) at call positions (the call term of A.3/A.4)
+#   non_call_p_call   mean p(<CALL>) at non-call positions (A.3/A.4 leave it free there:
+#                     the non-call term renormalizes <CALL> away)
+#   call_fraction, ignore_fraction   realized shares of tokens (ignore counts I and not C)
+#   lr, grad_norm (before clipping, last step), tokens (seen so far, all processes),
+#   tokens_per_s, step_time_s, data_share (share of step time spent producing batches),
+#   elapsed_s (this process, since start or resume)
+METRICS = ("step", "tokens", "loss", "call_loss", "non_call_loss", "call_target_loss", "non_call_p_call", "call_fraction",
+           "ignore_fraction", "lr", "grad_norm", "tokens_per_s", "step_time_s", "data_share", "elapsed_s")
+_SUMS = ("tokens", "calls", "ignored", "loss", "call_target_loss", "call_loss", "non_call_loss", "non_calls", "non_call_p_call")
+
+
+class Reporter(Protocol):
+    """Called on rank 0 only (the Dagster assets pass a Pipes reporter)."""
+
+    def log(self, step: int, metrics: dict) -> None: ...
+
+    def checkpoint(self, path: Path, info: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str
+    data: tuple[str, ...]
+    out: str
+    preset: str = "embedded"
+    judge: tuple[str, ...] = ()
+    ref_losses: tuple[str, ...] = ()
+    max_steps: int | None = None  # default: the preset's steps for the method
+    save_every: int | None = None  # default: the preset's
+    log_every: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """env:// initialization from torchrun's variables (one or many nodes); plain
+    `python -m trainer` runs as a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        torch.set_flush_denormal(True)  # denormals slow CPU steps 3-10x (NOTES.md)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    rank = dist.get_rank() if world > 1 else 0
+    return Dist(rank, world, local, device)
+
+
+def learning_rate(settings: RunSettings, step: int) -> float:
+    """Linear warmup over `warmup_steps`, then constant (A.4.1)."""
+    return settings.lr * min(1.0, (step + 1) / max(1, settings.warmup_steps))
+
+
+def build_optimizer(model: GPT, settings: RunSettings, device: torch.device) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},  # biases, LayerNorm
+    ]
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=device.type == "cuda")
+
+
+def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of micro-batch `index` of step `step` (random masks, exact on resume)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0]))
+
+
+def micro_batch_loss(
+    model: torch.nn.Module, batch: MicroBatch, method: Method, call_token_id: int, seed: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective of one micro-batch and its metric sums (`_SUMS`, detached)."""
+    logits = model(batch.inputs)
+    logits = logits.view(-1, logits.shape[-1])
+    targets = batch.targets.reshape(-1)
+    n = torch.tensor(float(targets.numel()), device=logits.device)
+    if not method.calls:
+        loss = baseline_loss(logits, targets)
+        zero = torch.zeros((), device=logits.device)
+        return loss, torch.stack([n, zero, zero, loss.detach() * n, zero, zero, loss.detach() * n, n, zero])
+    stats = logit_stats(logits, targets, call_token_id)
+    generator = mask_generator(seed, step, batch.index)
+    call, ignore = build_masks(method.name, batch.labels, stats.token_loss, generator)
+    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore)
+    c = call.float()
+    sums = torch.stack([
+        n, c.sum(), (ignore & ~call).float().sum(), loss.detach() * n,
+        -(stats.call_logprob * c).sum(), (stats.full_token_loss * c).sum(), (stats.token_loss * (1 - c)).sum(), (1 - c).sum(),
+        (stats.call_logprob.exp() * (1 - c)).sum(),
+    ])
+    return loss, sums
+
+
+class StepRunner:
+    """Forward, backward and optimizer step over one step's micro-batches (shared by the
+    train loop and bench/train_step.py)."""
+
+    def __init__(self, model: GPT, settings: RunSettings, method: Method, call_token_id: int, seed: int, dist_: Dist):
+        self.model, self.settings, self.method = model, settings, method
+        self.call_token_id, self.seed, self.dist = call_token_id, seed, dist_
+        self.optimizer = build_optimizer(model, settings, dist_.device)
+        self.wrapped = DDP(model, device_ids=[dist_.device] if dist_.device.type == "cuda" else None) if dist_.world_size > 1 else model
+        cuda = dist_.device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+
+    def step(self, step: int, batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the metric sums of these micro-batches and the gradient norm."""
+        lr = learning_rate(self.settings, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums = torch.zeros(len(_SUMS), device=self.dist.device)
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or self.wrapped is self.model else self.wrapped.no_sync()
+            with sync:
+                with self.autocast():
+                    loss, batch_sums = micro_batch_loss(self.wrapped, batch, self.method, self.call_token_id, self.seed, step)
+                (loss / len(batches)).backward()
+            sums += batch_sums
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums, grad_norm
+
+
+def _metrics(sums: torch.Tensor) -> dict:
+    s = dict(zip(_SUMS, sums.tolist()))
+    mean = lambda key, over: s[key] / s[over] if s[over] > 0 else None  # noqa: E731
+    return {
+        "loss": mean("loss", "tokens"),
+        "call_loss": mean("call_loss", "calls"),
+        "non_call_loss": mean("non_call_loss", "non_calls"),
+        "call_target_loss": mean("call_target_loss", "calls"),
+        "non_call_p_call": mean("non_call_p_call", "non_calls") if s["calls"] > 0 else None,
+        "call_fraction": mean("calls", "tokens"),
+        "ignore_fraction": mean("ignored", "tokens"),
+    }
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint we resume from (a killed run wrote them)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents) -> str:
+    """What must not change between a checkpoint and its resume (steps and logging may)."""
+    shape = {k: v for k, v in settings.to_dict().items() if k not in ("steps", "save_every", "log_every")}
+    return fingerprint(cfg.method, cfg.preset, shape, docs.fingerprint, cfg.seed)
+
+
+def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) a run; returns the final checkpoint's path."""
+    d = setup_distributed()
+    method = get_method("baseline" if cfg.method == REFERENCE else cfg.method)
+    settings = get_preset(cfg.preset).run(cfg.method)
+    total = cfg.max_steps if cfg.max_steps is not None else settings.steps
+    save_every = cfg.save_every or settings.save_every
+    log_every = cfg.log_every or settings.log_every
+    out = Path(cfg.out)
+    say = log if d.main else (lambda _msg: None)
+
+    docs = load_documents(list(cfg.data), "train", list(cfg.judge), list(cfg.ref_losses), method.needs_facts,
+                          method.needs_judge, method.needs_ref_loss, cfg.method)
+    tok = Tokenizer(docs.tokenizer["path"])
+    for source in docs.sources:
+        if method.needs_judge and source["unannotated_docs"]:
+            say(f"{source['path']}: {source['unannotated_docs']} documents without LLM-judge annotation train without calls")
+    g = settings.micro_batches_per_step()
+    settings.grad_accumulation(d.world_size)  # fails early when the batch does not split
+    loader = PackedLoader(docs, settings.context, settings.micro_batch_size, g, cfg.seed, d.rank, d.world_size)
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_config(settings.model_size, tok.vocab_size, context=settings.context)).to(d.device)
+    runner = StepRunner(model, settings, method, tok.call_id, cfg.seed, d)
+    info = {
+        "format": 1, "method": cfg.method, "preset": cfg.preset, "seed": cfg.seed, "world_size": d.world_size,
+        "run": {**settings.to_dict(), "steps": total, "save_every": save_every, "log_every": log_every}, "model_size": settings.model_size, "model": asdict(model.cfg),
+        "num_params": model.num_params(), "call_token_id": tok.call_id, "eos_id": tok.eos_id, "bos_id": tok.bos_id,
+        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs),
+        "tokens_per_step": loader.tokens_per_step,
+    }
+
+    start = 0
+    if d.main:
+        clean_partial(out)
+    resume = latest_checkpoint(out)
+    if resume is not None:
+        if resume.info.get("run_fingerprint") != info["run_fingerprint"]:
+            raise ValueError(
+                f"{resume.path}/lacy.json: {out} holds a different run (method, preset, data or seed differ); "
+                "use another --out to start a new run"
+            )
+        start = _restore(resume, model, runner, loader, d)
+        say(f"resumed from {resume.path} at step {start}")
+    if start >= total:
+        return resume.path
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(out / METRICS_FILE, start)
+    say(f"{cfg.method} on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
+        f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
+        f"{settings.context} per step over {d.world_size} process(es)")
+
+    metrics = MetricsLog(out / METRICS_FILE, loader.tokens_per_step, d, reporter if d.main else None, say)
+    path = None
+    for step in range(start, total):
+        t0 = time.perf_counter()
+        _, batches = loader.next_step()
+        batches = [b.to(d.device) for b in batches]
+        data_seconds = time.perf_counter() - t0
+        sums, grad_norm = runner.step(step, batches)
+        metrics.add(sums, data_seconds)
+        done = step + 1
+        if done % log_every == 0 or done == total:
+            metrics.flush(done, learning_rate(settings, step), grad_norm)
+        if done % save_every == 0 or done == total:
+            info_now = {**info, "step": done, "tokens_seen": done * loader.tokens_per_step}
+            path = _save(out, done, model, runner, loader, docs.tokenizer["path"], info_now, d)
+            if d.main and reporter is not None:
+                reporter.checkpoint(path, info_now)
+    if d.world_size > 1:
+        dist.barrier()
+    return path
+
+
+class MetricsLog:
+    """Sums the metrics of a logging interval; at each flush reduces them over processes and,
+    on rank 0, appends a line to metrics.jsonl and calls the reporter."""
+
+    def __init__(self, path: Path, tokens_per_step: int, d: Dist, reporter: Reporter | None, say: Callable[[str], None]):
+        self.path, self.tokens_per_step, self.d, self.reporter, self.say = path, tokens_per_step, d, reporter, say
+        self.sums = torch.zeros(len(_SUMS), device=d.device)
+        self.t_start = time.perf_counter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums.zero_()
+        self.t0, self.data_seconds, self.steps = time.perf_counter(), 0.0, 0
+
+    def add(self, sums: torch.Tensor, data_seconds: float) -> None:
+        self.sums += sums
+        self.data_seconds += data_seconds
+        self.steps += 1
+
+    def flush(self, step: int, lr: float, grad_norm: torch.Tensor) -> dict:
+        if self.d.world_size > 1:
+            dist.all_reduce(self.sums)
+        if self.d.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds = now - self.t0
+        metrics = {
+            "step": step, "tokens": step * self.tokens_per_step, **_metrics(self.sums), "lr": lr,
+            "grad_norm": float(grad_norm), "tokens_per_s": self.steps * self.tokens_per_step / seconds,
+            "step_time_s": seconds / self.steps, "data_share": self.data_seconds / seconds, "elapsed_s": now - self.t_start,
+        }
+        if self.d.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if self.reporter is not None:
+                self.reporter.log(step, metrics)
+            self.say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        self._reset()
+        return metrics
+
+
+def _rng_state(d: Dist) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if d.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(d.device)
+    return state
+
+
+def _save(out: Path, step: int, model: GPT, runner: StepRunner, loader: PackedLoader, tokenizer: str, info: dict, d: Dist) -> Path:
+    rng = [_rng_state(d)]
+    if d.world_size > 1:
+        rng = [None] * d.world_size
+        dist.all_gather_object(rng, _rng_state(d))
+    path = out / f"step-{step:08d}"
+    if d.main:
+        state = {"step": step, "optimizer": runner.optimizer.state_dict(), "rng": rng, "loader": loader.state_dict()}
+        path = save_checkpoint(out, step, model, tokenizer, info, state)
+    if d.world_size > 1:
+        dist.barrier()
+    return path
+
+
+def _restore(ckpt: Checkpoint, model: GPT, runner: StepRunner, loader: PackedLoader, d: Dist) -> int:
+    state = load_trainer_state(ckpt.path)
+    model.load_hf_state_dict({k: v.to(d.device) for k, v in load_file(ckpt.path / WEIGHTS_FILE).items()})
+    runner.optimizer.load_state_dict(state["optimizer"])
+    loader.load_state_dict(state["loader"])
+    if len(state["rng"]) == d.world_size:
+        torch.set_rng_state(state["rng"][d.rank]["torch"])
+        if "cuda" in state["rng"][d.rank] and d.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"][d.rank]["cuda"], d.device)
+    return int(state["step"])

@@ -36,6 +36,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/labeling.py
 	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/cascade.py --threads 1
+	$(BIN)/python bench/factscore.py
 
 dev: $(STAMP)
 	$(BIN)/dagster dev

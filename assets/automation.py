@@ -16,10 +16,10 @@ from dagster import (
     schedule,
     sensor,
 )
-from trainer.checkpoint import list_checkpoints
 
 from assets.evaluation import EVALUATION_KEYS, checkpoint_dir, checkpoint_partitions, stale_evaluations
 from assets.resources import LacyStorage
+from trainer.checkpoint import list_checkpoints
 
 # Every complete checkpoint gets a partition; by default only the newest one of each run is
 # evaluated when it appears (set LACY_EVALUATE_ALL_CHECKPOINTS=1 to evaluate every one).

@@ -18,7 +18,6 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from trainer.presets import REFERENCE
 
 from assets.data import token_shards
 from assets.metadata import md_table
@@ -36,6 +35,7 @@ from evaluation.leakage import LeakageConfig, evaluate_leakage
 from evaluation.nlu import NLU_DIR, evaluate_nlu
 from evaluation.validation import ValidationConfig, evaluate_validation
 from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_json, write_json
+from trainer.presets import REFERENCE
 
 checkpoint_partitions = DynamicPartitionsDefinition(name="checkpoints")
 

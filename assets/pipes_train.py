@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 from dagster_pipes import PipesContext, open_dagster_pipes
+
 from trainer.__main__ import parse_args
 from trainer.train import train
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
-from trainer.masks import METHODS
 
 from assets.evaluation import checkpoint_dir, fact_leakage, factscore_eval, nlu_eval, read_result, validation_losses
 from assets.metadata import md_plot, md_table
 from assets.resources import LacyStorage
 from assets.training import LATEST
 from pipelines.files import read_json
+from trainer.masks import METHODS
 
 NAMES = {  # as the paper writes them
     "baseline": "Baseline",

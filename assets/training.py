@@ -17,11 +17,6 @@ from dagster import (
     PipesSubprocessClient,
     asset,
 )
-from trainer.checkpoint import latest_checkpoint
-from trainer.masks import METHODS
-from trainer.presets import REFERENCE
-from trainer.score import score_dataset
-from trainer.train import METRICS_FILE
 
 from assets.data import extra_token_shards, lmlm_judge_labels, token_shards
 from assets.metadata import md_plot
@@ -30,6 +25,11 @@ from pipelines.files import code_fingerprint, read_json, write_json
 from pipelines.presets import preset_name
 from trainer import data as trainer_data
 from trainer import masks, model, objective, train
+from trainer.checkpoint import latest_checkpoint
+from trainer.masks import METHODS
+from trainer.presets import REFERENCE
+from trainer.score import score_dataset
+from trainer.train import METRICS_FILE
 
 LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
 TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)

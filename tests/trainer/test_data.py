@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.shards import ShardError, list_array, write_table
-from trainer.data import DataError, Documents, PackedLoader, load_documents
 from tests.trainer.conftest import synthetic_docs, write_dataset, write_labels
+from trainer.data import DataError, Documents, PackedLoader, load_documents
 
 EOS = 2
 # three documents; token id -> (class, judge, reference loss)

@@ -40,7 +40,7 @@ def main() -> None:
             pipes.report_asset_materialization(
                 metadata={
                     "checkpoint": {"raw_value": str(final), "type": "path"},
-                    **{k: {"raw_value": float(reporter.last[k]), "type": "float"} for k in REPORTED if k in reporter.last},
+                    **{k: {"raw_value": float(v), "type": "float"} for k in REPORTED if (v := reporter.last.get(k)) is not None},
                     "steps": {"raw_value": int(reporter.last.get("step", 0)), "type": "int"},
                     "tokens_seen": {"raw_value": int(reporter.last.get("tokens", 0)), "type": "int"},
                 }

@@ -1,0 +1,50 @@
+"""The data assets materialized once per session (in process) on 16 real dwiki articles;
+the model and evaluation tests build on them."""
+
+import json
+import lzma
+
+import pytest
+from dagster import materialize
+
+from assets.data import DATA_CHECKS, extra_token_shards, lmlm_judge_labels, raw_corpus, spacy_word_labels, token_shards, tokenizer
+from assets.partitions import shard_partitions
+from assets.resources import LacyStorage
+from pipelines.corpus import LMLM_FILES
+
+
+@pytest.fixture(scope="session")
+def data_assets(tmp_path_factory):
+    """(storage, root, {asset name: materialization metadata}, check evaluations)."""
+    root = tmp_path_factory.mktemp("dagster")
+    examples = json.load(lzma.open(LMLM_FILES[0], "rt"))["examples"][:16]
+    (root / "docs.jsonl").write_text("".join(json.dumps({"text": e["text"]}) + "\n" for e in examples))
+    (root / "annotations.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    storage = LacyStorage(root=str(root / "artifacts"))
+    resources = {"storage": storage}
+    results = [
+        materialize(
+            [raw_corpus, tokenizer],
+            resources=resources,
+            run_config={"ops": {"raw_corpus": {"config": {"sources": [str(root / "docs.jsonl")]}}, "tokenizer": {"config": {"vocab_size": 500}}}},
+        )
+    ]
+    for key in shard_partitions.get_partition_keys():
+        results.append(materialize([spacy_word_labels], resources=resources, partition_key=key,
+                                   run_config={"ops": {"spacy_word_labels": {"config": {"workers": 1}}}}))
+    results.append(
+        materialize(
+            [token_shards, lmlm_judge_labels, extra_token_shards, *DATA_CHECKS],
+            resources=resources,
+            selection=["token_shards", "lmlm_judge_labels", "extra_token_shards"],
+            run_config={"ops": {"lmlm_judge_labels": {"config": {"annotations": str(root / "annotations.jsonl")}},
+                                "extra_token_shards": {"config": {"sources": [str(root / "docs.jsonl")]}}}},
+        )
+    )
+    assert all(r.success for r in results)
+    metadata = {
+        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+        for r in results
+        for e in r.get_asset_materialization_events()
+    }
+    return storage, root, metadata, results[-1].get_asset_check_evaluations()

@@ -1,0 +1,122 @@
+"""Training through Dagster Pipes + torchrun, then the sensor, the evaluation partitions,
+the comparison report and the re-evaluation schedule, on a few real articles and a few
+training steps."""
+
+import json
+from pathlib import Path
+
+import pytest
+from dagster import (
+    PipesSubprocessClient,
+    RunRequest,
+    SensorResult,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
+from transformers import AutoModelForCausalLM
+
+from assets.automation import new_checkpoints, reevaluate_stale_checkpoints
+from assets.evaluation import (
+    EVALUATION_KEYS,
+    cascade_generations,
+    checkpoint_partitions,
+    fact_leakage,
+    factscore_eval,
+    knowledge_source,
+    nlu_eval,
+    result_path,
+    validation_losses,
+)
+from assets.report import comparison_report
+from assets.training import latest_run, method_model, reference_losses, reference_model
+
+STEPS = {"max_steps": 2, "save_every": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(data_assets):
+    storage, *_ = data_assets
+    resources = {"storage": storage, "pipes_subprocess_client": PipesSubprocessClient()}
+    results = {}
+    for assets, config in (
+        ([reference_model], {"reference_model": {"config": STEPS}}),
+        ([reference_losses], {}),
+        ([method_model("rho1"), method_model("lacy"), method_model("baseline")],
+         {f"{m}_model": {"config": STEPS} for m in ("rho1", "lacy", "baseline")}),
+    ):
+        result = materialize(assets, resources=resources, run_config={"ops": config})
+        assert result.success
+        for event in result.get_asset_materialization_events():
+            results[event.asset_key.path[-1]] = {k: v.value for k, v in event.materialization.metadata.items()}
+    return storage, results
+
+
+def test_training_assets_report_through_pipes(trained):
+    storage, results = trained
+    lacy = results["lacy_model"]
+    assert lacy["step"] == 2 and lacy["method"] == "lacy" and "data:image/png;base64" in lacy["loss_curves"]
+    assert 0.1 < lacy["final_call_fraction"] < 0.2  # reported by the torchrun child through Pipes
+    checkpoint = Path(latest_run(storage, "lacy")["checkpoint"])
+    assert checkpoint.name == "step-00000002" and (checkpoint.parent / "step-00000001").is_dir()
+    assert AutoModelForCausalLM.from_pretrained(checkpoint).config.vocab_size == 501
+    assert results["reference_losses"]["tokens"] > 1000
+    assert json.loads((Path(latest_run(storage, "rho1")["checkpoint"]) / "lacy.json").read_text())["method"] == "rho1"
+
+
+def test_sensor_schedule_evaluations_and_report(trained):
+    with instance_for_test() as instance:
+        sensor_schedule_evaluations_and_report(*trained, instance)
+
+
+def sensor_schedule_evaluations_and_report(storage, _, instance):
+    models = storage.path("models")
+
+    result = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
+    assert isinstance(result, SensorResult)
+    (add,) = result.dynamic_partitions_requests
+    assert len(add.partition_keys) == 8  # 4 runs x 2 checkpoints, all partitions
+    requested = {r.partition_key for r in result.run_requests}  # the newest of each run is evaluated
+    assert requested == {str(Path(latest_run(storage, m)["checkpoint"]).relative_to(models)) for m in ("reference", "rho1", "lacy", "baseline")}
+    assert all(set(r.asset_selection) == set(EVALUATION_KEYS) for r in result.run_requests)
+    instance.add_dynamic_partitions(checkpoint_partitions.name, list(add.partition_keys))
+    again = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
+    assert isinstance(again, SkipReason)
+
+    resources = {"storage": storage}
+    assert materialize([knowledge_source], resources=resources, instance=instance).success
+    run_config = {"ops": {
+        "validation_losses": {"config": {"max_tokens": 3000}},
+        "cascade_generations": {"config": {"limit": 2, "max_new_tokens": 12, "split": "all"}},
+        "fact_leakage": {"config": {"limit": 3}},
+        "nlu": {"config": {"limit": 2}},
+    }}
+    lacy_key = str(Path(latest_run(storage, "lacy")["checkpoint"]).relative_to(models))
+    evaluated = materialize(
+        [validation_losses, cascade_generations, factscore_eval, fact_leakage, nlu_eval, knowledge_source],
+        selection=[k.to_user_string() for k in EVALUATION_KEYS],
+        partition_key=lacy_key, resources=resources, instance=instance, run_config=run_config,
+    )
+    assert evaluated.success
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in evaluated.get_asset_materialization_events()}
+    assert meta["validation_losses"]["baseline_call_loss"].value > 0  # the matched baseline on lacy's mask
+    assert 0 <= meta["factscore"]["fact_overlap_proxy"].value <= 1 and "factscore" not in meta["factscore"]
+    assert 0 <= meta["fact_leakage"]["popqa_leakage"].value <= 1
+    generations = json.loads(result_path(storage, lacy_key, "cascade_generations").read_text())
+    assert len(generations["generations"]) == 2 and generations["summary"]["calls"] > 0
+
+    report = materialize([comparison_report], resources=resources, instance=instance)
+    assert report.success
+    (event,) = report.get_asset_materialization_events()
+    assert "data:image/png;base64" in event.materialization.metadata["figure_2_6_factscore_vs_leakage"].value
+    assert (storage.path("report", "report.md")).read_text().startswith("# LaCy comparison report")
+
+    schedule_context = build_schedule_context(instance=instance, resources={"storage": storage})
+    assert isinstance(reevaluate_stale_checkpoints(schedule_context), SkipReason)
+    stored = result_path(storage, lacy_key, "fact_leakage")
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
+    (request,) = reevaluate_stale_checkpoints(schedule_context)
+    assert isinstance(request, RunRequest) and request.partition_key == lacy_key
+    assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]

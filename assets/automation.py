@@ -32,11 +32,9 @@ def checkpoint_keys(storage: LacyStorage) -> dict[str, str]:
     return {str(c.path.relative_to(root)): str(c.run_dir) for c in list_checkpoints(root)}
 
 
-def to_evaluate(new: dict[str, str]) -> list[str]:
-    if EVALUATE_ALL:
-        return sorted(new)
+def newest_per_run(keys: dict[str, str]) -> list[str]:
     newest: dict[str, str] = {}
-    for key, run in sorted(new.items()):  # step-XXXXXXXX sorts by step
+    for key, run in sorted(keys.items()):  # step-XXXXXXXX sorts by step
         newest[run] = key
     return sorted(newest.values())
 
@@ -55,7 +53,7 @@ def new_checkpoints(context: SensorEvaluationContext, storage: LacyStorage) -> S
     if not new:
         return SkipReason(f"no new checkpoints among {len(found)} under {storage.path('models')}")
     return SensorResult(
-        run_requests=[RunRequest(partition_key=k, asset_selection=EVALUATION_KEYS, run_key=f"evaluate:{k}") for k in to_evaluate(new)],
+        run_requests=[RunRequest(partition_key=k, asset_selection=EVALUATION_KEYS, run_key=f"evaluate:{k}") for k in (sorted(new) if EVALUATE_ALL else newest_per_run(new))],
         dynamic_partitions_requests=[checkpoint_partitions.build_add_request(sorted(new))],
     )
 

@@ -1,0 +1,48 @@
+"""Register every complete checkpoint under the models root as a partition of the
+evaluation assets, in the repo's Dagster instance (what the `new_checkpoints` sensor does
+under `dagster dev`), so that the CLI can evaluate it:
+
+    python -m assets.register            # register; print every checkpoint's partition key
+    python -m assets.register --latest   # ... print the key of each run's newest checkpoint
+"""
+
+import argparse
+from pathlib import Path
+
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from assets.automation import checkpoint_keys, newest_per_run
+from assets.evaluation import checkpoint_partitions
+from assets.resources import LacyStorage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_instance() -> DagsterInstance:
+    """The instance the CLI and `dagster dev` use from the repo root: `dagster.yaml` there,
+    storage under `.dagster/`."""
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(REPO_ROOT / ".dagster"), config_dir=str(REPO_ROOT)))
+
+
+def register(instance: DagsterInstance, storage: LacyStorage) -> dict[str, str]:
+    found = checkpoint_keys(storage)
+    known = set(instance.get_dynamic_partitions(checkpoint_partitions.name))
+    new = sorted(k for k in found if k not in known)
+    if new:
+        instance.add_dynamic_partitions(checkpoint_partitions.name, new)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m assets.register", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latest", action="store_true", help="print only the newest checkpoint of each run")
+    args = parser.parse_args()
+    with project_instance() as instance:
+        found = register(instance, LacyStorage())
+    print("\n".join(newest_per_run(found) if args.latest else sorted(found)))
+
+
+if __name__ == "__main__":
+    main()

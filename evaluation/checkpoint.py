@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from pipelines.files import atomic_path, file_sha256, fingerprint, write_json
 from pipelines.tokenizer import MODEL_FILE, Tokenizer, save_hf_tokenizer
+from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE
 
-LACY_JSON = "lacy.json"
 REQUIRED_KEYS = ("method", "step", "call_token_id", "data_fingerprint")
 
 
@@ -46,11 +46,11 @@ class Checkpoint:
 
 def read_meta(path: str | Path) -> dict:
     path = Path(path)
-    meta_path = path / LACY_JSON
-    for name in ("config.json", "model.safetensors", MODEL_FILE, LACY_JSON):
+    meta_path = path / INFO_FILE
+    for name in ("config.json", WEIGHTS_FILE, MODEL_FILE, INFO_FILE):
         if not (path / name).exists():
-            raise CheckpointError(f"{path / name}: missing; a checkpoint holds config.json, model.safetensors, "
-                                  f"{MODEL_FILE} and {LACY_JSON}")
+            raise CheckpointError(f"{path / name}: missing; a checkpoint holds config.json, {WEIGHTS_FILE}, "
+                                  f"{MODEL_FILE} and {INFO_FILE}")
     meta = json.loads(meta_path.read_text())
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
@@ -61,8 +61,8 @@ def read_meta(path: str | Path) -> dict:
 def checkpoint_fingerprint(path: str | Path) -> str:
     """Hash of the weights, the tokenizer and lacy.json: a changed checkpoint is re-evaluated."""
     path = Path(path)
-    return fingerprint(file_sha256(path / "model.safetensors"), file_sha256(path / MODEL_FILE),
-                       json.loads((path / LACY_JSON).read_text()))
+    return fingerprint(file_sha256(path / WEIGHTS_FILE), file_sha256(path / MODEL_FILE),
+                       json.loads((path / INFO_FILE).read_text()))
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Checkpoint:
@@ -70,7 +70,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     meta = read_meta(path)
     tok = Tokenizer(path / MODEL_FILE)
     if meta["call_token_id"] != tok.call_id:
-        raise CheckpointError(f"{path / LACY_JSON}: call_token_id {meta['call_token_id']} but {path / MODEL_FILE} "
+        raise CheckpointError(f"{path / INFO_FILE}: call_token_id {meta['call_token_id']} but {path / MODEL_FILE} "
                               f"has <CALL> at {tok.call_id}")
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, dtype=dtype).to(device).eval()
     if model.config.vocab_size != tok.vocab_size:
@@ -109,6 +109,6 @@ def write_random_checkpoint(
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         save_hf_tokenizer(tok.path, tmp)
-        write_json(tmp / LACY_JSON, {"method": method, "step": 0, "call_token_id": tok.call_id,
+        write_json(tmp / INFO_FILE, {"method": method, "step": 0, "call_token_id": tok.call_id,
                                      "data_fingerprint": "random", "seed": seed})
     return out_dir

@@ -129,13 +129,14 @@ def _validation_docs(dataset_dir: Path, manifest: dict) -> Iterator[tuple[np.nda
 
 
 def validation_stream(dataset_dir: str | Path, eos_id: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The validation documents joined by EOS (after each document): token ids and token
-    classes (EOS: -1), cut after `max_tokens + 1` tokens (`max_tokens` targets)."""
+    """The validation documents packed as the trainer packs them (`EOS d1 EOS d2 ...`, so a
+    document's first token is predicted after an EOS): token ids and token classes (EOS:
+    -1), cut after `max_tokens + 1` tokens (`max_tokens` targets)."""
     dataset_dir = Path(dataset_dir)
     ids, classes, total = [], [], 0
     for doc_ids, doc_cls in _validation_docs(dataset_dir, read_manifest(dataset_dir)):
-        ids += [doc_ids, [eos_id]]
-        classes += [doc_cls, [NO_CLASS]]
+        ids += [[eos_id], doc_ids]
+        classes += [[NO_CLASS], doc_cls]
         total += len(doc_ids) + 1
         if max_tokens is not None and total > max_tokens:
             break

@@ -103,11 +103,11 @@ def test_loss_sums_average_over_call_and_non_call_positions():
     assert out["loss_without_call"] == pytest.approx(8.0 / 4)
 
 
-def test_packing_joins_documents_with_eos_and_targets_each_token_once(token_dataset, tok, sentences):
+def test_packing_puts_eos_before_each_document_and_targets_each_token_once(token_dataset, tok, sentences):
     stream, classes = validation_stream(token_dataset, tok.eos_id)
     # shard k holds rows k, k+2, ...; validation rows are those with i % 3 == 1 (conftest)
     docs = [tok.encode(s).tolist() for k in range(2) for i, s in enumerate(sentences) if i % 2 == k and i % 3 == 1]
-    assert stream.tolist() == [t for d in docs for t in d + [tok.eos_id]]
+    assert stream.tolist() == [t for d in docs for t in [tok.eos_id] + d]  # as the trainer packs
     assert (classes[stream == tok.eos_id] == -1).all()
     batches = list(packed_batches(stream, classes, seq_len=16, batch_size=3))
     targets = torch.cat([t.reshape(-1) for _, t, _ in batches])

@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{0:04d}...{p().num_shards - 1:04d}')" 2>/dev/null)
 DG := $(BIN)/dagster asset materialize
+RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
 .PHONY: install run models evaluate test test-slow lint bench dev clean
 
@@ -20,16 +21,19 @@ $(STAMP): pyproject.toml requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
+	$(RECOVER)
 	$(DG) --select raw_corpus,tokenizer
 	$(DG) --select spacy_word_labels --partition-range $(SHARDS)
 	$(DG) --select token_shards,lmlm_judge_labels,lacy_model
 
 models: $(STAMP)  # the reference model and every method of Table 5 (about an hour on 2 cores)
+	$(RECOVER)
 	$(DG) --select extra_token_shards,reference_model
 	$(DG) --select reference_losses
 	$(DG) --select baseline_model,loss_based_model,rho1_model,llm_judge_model,spacy_model,lacy_model,spacy_refloss_model,lacy_ignorefacts_model,lacy_ignore_model
 
 evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
+	$(RECOVER)
 	$(DG) --select knowledge_source
 	for key in $$($(BIN)/python -m assets.register --latest); do \
 		$(DG) --select validation_losses,cascade_generations,factscore,fact_leakage,nlu --partition "$$key" || exit 1; done

@@ -67,13 +67,33 @@ def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
     if not points:
         return "no method has both fact leakage and FactScore results yet"
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, x, label, y in points:
+    xs, ys = [p[1] for p in points], [p[3] for p in points]
+    x_pad = max(np.ptp(xs) * 0.15, 0.01)  # leakage is a fraction; all equal (e.g. 0) still gets a readable axis
+    ax.set_xlim(min(xs) - x_pad, max(xs) + 3 * x_pad)
+    label_ys = spread_labels(xs, ys, min_gap=max(np.ptp(ys), 1e-3) * 0.05, x_near=x_pad)
+    for (name, x, _, y), label_y in zip(points, label_ys):
         ax.scatter(x, y, s=50, color="#c0392b" if name.startswith("LaCy") else "#34495e")
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(name, (x, y), xytext=(x + x_pad * 0.3, label_y), fontsize=8, va="center",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if label_y != y else None)
+    if np.ptp(xs) == 0:
+        ax.text(0.02, 0.02, f"every model leaks {xs[0]:.3g} at this scale", transform=ax.transAxes, fontsize=8, color="0.4")
     ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata), lower is better")
     ax.set_ylabel(f"{points[0][2]} with cascade, higher is better")
     ax.set_title("Figures 2 and 6: factuality with cascade vs fact leakage")
     return md_plot(fig, save_to)
+
+
+def spread_labels(xs: list[float], ys: list[float], min_gap: float, x_near: float) -> list[float]:
+    """Label heights for points at (xs, ys): each at its point, moved up just enough to keep
+    `min_gap` from the labels of lower points within `x_near` horizontally."""
+    label_ys = list(ys)
+    placed: list[int] = []
+    for i in sorted(range(len(ys)), key=lambda i: ys[i]):
+        for j in sorted(placed, key=lambda j: label_ys[j]):
+            if abs(xs[i] - xs[j]) < x_near and label_ys[i] < label_ys[j] + min_gap:
+                label_ys[i] = label_ys[j] + min_gap
+        placed.append(i)
+    return label_ys
 
 
 def call_losses(rows: dict, save_to: Path) -> MetadataValue | str:

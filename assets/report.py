@@ -76,7 +76,8 @@ def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
         ax.annotate(name, (x, y), xytext=(x + x_pad * 0.3, label_y), fontsize=8, va="center",
                     arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if label_y != y else None)
     if np.ptp(xs) == 0:
-        ax.text(0.02, 0.02, f"every model leaks {xs[0]:.3g} at this scale", transform=ax.transAxes, fontsize=8, color="0.4")
+        ax.text(0.98, 0.98, f"every model leaks {xs[0]:.3g} at this scale", transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="0.4")
     ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata), lower is better")
     ax.set_ylabel(f"{points[0][2]} with cascade, higher is better")
     ax.set_title("Figures 2 and 6: factuality with cascade vs fact leakage")

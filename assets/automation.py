@@ -6,6 +6,7 @@ import os
 
 from dagster import (
     AssetSelection,
+    DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -32,6 +33,12 @@ def checkpoint_keys(storage: LacyStorage) -> dict[str, str]:
     return {str(c.path.relative_to(root)): str(c.run_dir) for c in list_checkpoints(root)}
 
 
+def unregistered(found: dict[str, str], instance: DagsterInstance) -> dict[str, str]:
+    """The checkpoints of `found` that are not partitions of the evaluation assets yet."""
+    known = set(instance.get_dynamic_partitions(checkpoint_partitions.name))
+    return {k: run for k, run in found.items() if k not in known}
+
+
 def newest_per_run(keys: dict[str, str]) -> list[str]:
     newest: dict[str, str] = {}
     for key, run in sorted(keys.items()):  # step-XXXXXXXX sorts by step
@@ -48,8 +55,7 @@ def newest_per_run(keys: dict[str, str]) -> list[str]:
 )
 def new_checkpoints(context: SensorEvaluationContext, storage: LacyStorage) -> SensorResult | SkipReason:
     found = checkpoint_keys(storage)
-    known = set(context.instance.get_dynamic_partitions(checkpoint_partitions.name))
-    new = {k: run for k, run in found.items() if k not in known}
+    new = unregistered(found, context.instance)
     if not new:
         return SkipReason(f"no new checkpoints among {len(found)} under {storage.path('models')}")
     return SensorResult(

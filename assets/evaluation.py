@@ -54,9 +54,18 @@ def _data_sha(path: Path) -> str:
     return file_sha256(path)
 
 
-def inputs_fingerprint(name: str, checkpoint_dir: Path) -> str:
+def inputs_fingerprint(name: str, checkpoint_sha: str) -> str:
+    """`checkpoint_sha`: `checkpoint_fingerprint` of the evaluated checkpoint (hashing the
+    weights once serves every evaluation of it)."""
     modules, files = EVALUATION_INPUTS[name]
-    return fingerprint(code_fingerprint(*modules), [_data_sha(Path(f)) for f in files], checkpoint_fingerprint(checkpoint_dir))
+    return fingerprint(code_fingerprint(*modules), [_data_sha(Path(f)) for f in files], checkpoint_sha)
+
+
+def evaluation_asset(name: str, description: str, **kwargs):
+    """The decorator of a per-checkpoint evaluation: partitioned by checkpoint, in the `gpu`
+    pool, its code version the fingerprint of the modules it depends on."""
+    return asset(name=name, group_name="evaluation", partitions_def=checkpoint_partitions, pool="gpu",
+                 code_version=code_fingerprint(*EVALUATION_INPUTS[name][0]), description=description, **kwargs)
 
 
 def checkpoint_dir(storage: LacyStorage, partition_key: str) -> Path:
@@ -74,7 +83,7 @@ def read_result(storage: LacyStorage, partition_key: str, name: str) -> dict | N
 
 def _save(context: AssetExecutionContext, storage: LacyStorage, name: str, result: dict) -> Path:
     ckpt = checkpoint_dir(storage, context.partition_key)
-    result = {**result, "inputs_fingerprint": inputs_fingerprint(name, ckpt), "partition": context.partition_key}
+    result = {**result, "inputs_fingerprint": inputs_fingerprint(name, checkpoint_fingerprint(ckpt)), "partition": context.partition_key}
     path = result_path(storage, context.partition_key, name)
     write_json(path, result)
     return path
@@ -106,14 +115,11 @@ class ValidationLossesConfig(Config):
     baseline: str = ""  # a baseline checkpoint for the matched losses; "" = the latest baseline_model
 
 
-@asset(
-    group_name="evaluation",
-    partitions_def=checkpoint_partitions,
-    deps=[token_shards],
-    pool="gpu",
-    code_version=code_fingerprint(*EVALUATION_INPUTS["validation_losses"][0]),
-    description="A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and the "
+@evaluation_asset(
+    "validation_losses",
+    "A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and the "
     "baseline's losses on the same call mask (Figure 5).",
+    deps=[token_shards],
 )
 def validation_losses(context: AssetExecutionContext, config: ValidationLossesConfig, storage: LacyStorage) -> MaterializeResult:
     _cpu_threads()
@@ -150,12 +156,9 @@ class CascadeGenerationsConfig(Config):
     rag: bool = False  # A.5's RAG prompt for the partner, with the entity's article (embedded only)
 
 
-@asset(
-    group_name="evaluation",
-    partitions_def=checkpoint_partitions,
-    pool="gpu",
-    code_version=code_fingerprint(*EVALUATION_INPUTS["cascade_generations"][0]),
-    description="A.5: biographies by the model in a cascade with its partner (greedy, 256 tokens, repetition "
+@evaluation_asset(
+    "cascade_generations",
+    "A.5: biographies by the model in a cascade with its partner (greedy, 256 tokens, repetition "
     "penalty 1.2, calls calibrated by a running threshold), with the call rate and partner cost.",
 )
 def cascade_generations(context: AssetExecutionContext, config: CascadeGenerationsConfig, storage: LacyStorage) -> MaterializeResult:
@@ -232,15 +235,11 @@ class FactScoreAssetConfig(Config):
     gamma: int = 10
 
 
-@asset(
-    name="factscore",
-    group_name="evaluation",
-    partitions_def=checkpoint_partitions,
-    deps=[cascade_generations, knowledge_source],
-    pool="gpu",
-    code_version=code_fingerprint(*EVALUATION_INPUTS["factscore"][0]),
-    description="FactScore (App. B) of the cascade's biographies when a judge LLM is configured; always the "
+@evaluation_asset(
+    "factscore",
+    "FactScore (App. B) of the cascade's biographies when a judge LLM is configured; always the "
     "clearly named lexical proxy `fact_overlap_proxy` (never called FactScore).",
+    deps=[cascade_generations, knowledge_source],
 )
 def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig, storage: LacyStorage) -> MaterializeResult:
     gens = read_result(storage, context.partition_key, "cascade_generations")
@@ -276,12 +275,9 @@ class FactLeakageConfig(Config):
     limit: int | None = 200  # the first N questions of each dataset (CPU); None = all 1,399 + 20,442
 
 
-@asset(
-    group_name="evaluation",
-    partitions_def=checkpoint_partitions,
-    pool="gpu",
-    code_version=code_fingerprint(*EVALUATION_INPUTS["fact_leakage"][0]),
-    description="Section 5.3: with <CALL> at -inf, 3-shot, is a gold answer or alias contained in the output? "
+@evaluation_asset(
+    "fact_leakage",
+    "Section 5.3: with <CALL> at -inf, 3-shot, is a gold answer or alias contained in the output? "
     "PopQA long tail and BigBench qa_wikidata. Lower is better.",
 )
 def fact_leakage(context: AssetExecutionContext, config: FactLeakageConfig, storage: LacyStorage) -> MaterializeResult:
@@ -303,14 +299,7 @@ class NLUConfig(Config):
     batch_size: int = 8
 
 
-@asset(
-    name="nlu",
-    group_name="evaluation",
-    partitions_def=checkpoint_partitions,
-    pool="gpu",
-    code_version=code_fingerprint(*EVALUATION_INPUTS["nlu"][0]),
-    description="Table 1: ARC-Easy, HellaSwag, PIQA and SIQA through lm-eval with the <CALL> logit masked.",
-)
+@evaluation_asset("nlu", "Table 1: ARC-Easy, HellaSwag, PIQA and SIQA through lm-eval with the <CALL> logit masked.")
 def nlu_eval(context: AssetExecutionContext, config: NLUConfig, storage: LacyStorage) -> MaterializeResult:
     _cpu_threads()
     result = evaluate_nlu(
@@ -323,25 +312,17 @@ def nlu_eval(context: AssetExecutionContext, config: NLUConfig, storage: LacySto
 
 
 EVALUATION_ASSETS = [validation_losses, cascade_generations, knowledge_source, factscore_eval, fact_leakage, nlu_eval]
-PARTITIONED_EVALUATIONS = {  # asset -> the name of its result file
-    "validation_losses": "validation_losses",
-    "cascade_generations": "cascade_generations",
-    "factscore": "factscore",
-    "fact_leakage": "fact_leakage",
-    "nlu": "nlu",
-}
-EVALUATION_KEYS = [AssetKey(name) for name in PARTITIONED_EVALUATIONS]
+EVALUATION_KEYS = [AssetKey(name) for name in EVALUATION_INPUTS]  # each writes <partition>/<name>.json
 
 
 def stale_evaluations(storage: LacyStorage, partition_key: str) -> list[AssetKey]:
     """The evaluations of a checkpoint that ran before on other code, data or weights than
     there are now (their stored inputs fingerprint differs)."""
-    ckpt = checkpoint_dir(storage, partition_key)
-    stale = []
-    for asset_name, result_name in PARTITIONED_EVALUATIONS.items():
-        stored = read_result(storage, partition_key, result_name)
-        if stored is not None and stored.get("inputs_fingerprint") != inputs_fingerprint(result_name, ckpt):
-            stale.append(AssetKey(asset_name))
-    if AssetKey("cascade_generations") in stale and read_result(storage, partition_key, "factscore") is not None:
+    stored = {name: r for name in EVALUATION_INPUTS if (r := read_result(storage, partition_key, name)) is not None}
+    if not stored:
+        return []
+    checkpoint_sha = checkpoint_fingerprint(checkpoint_dir(storage, partition_key))
+    stale = [AssetKey(name) for name, r in stored.items() if r.get("inputs_fingerprint") != inputs_fingerprint(name, checkpoint_sha)]
+    if AssetKey("cascade_generations") in stale and "factscore" in stored:
         stale.append(AssetKey("factscore"))  # scores the generations
     return sorted(set(stale), key=lambda k: k.path)

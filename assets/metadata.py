@@ -14,16 +14,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 from dagster import MetadataValue  # noqa: E402
 
 
-def md_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> MetadataValue:
-    if not rows:
-        return MetadataValue.md("(empty)")
-    columns = list(columns or rows[0].keys())
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """A markdown table of `rows`; columns default to every key, in order of appearance."""
+    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return MetadataValue.md("\n".join(lines))
+    return "\n".join(lines)
+
+
+def md_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> MetadataValue:
+    return MetadataValue.md(markdown_table(rows, columns) if rows else "(empty)")
 
 
 def _cell(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|").replace("\n", " ")

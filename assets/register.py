@@ -12,7 +12,7 @@ from pathlib import Path
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from assets.automation import checkpoint_keys, newest_per_run
+from assets.automation import checkpoint_keys, newest_per_run, unregistered
 from assets.evaluation import checkpoint_partitions
 from assets.resources import LacyStorage
 
@@ -27,10 +27,9 @@ def project_instance() -> DagsterInstance:
 
 def register(instance: DagsterInstance, storage: LacyStorage) -> dict[str, str]:
     found = checkpoint_keys(storage)
-    known = set(instance.get_dynamic_partitions(checkpoint_partitions.name))
-    new = sorted(k for k in found if k not in known)
+    new = unregistered(found, instance)
     if new:
-        instance.add_dynamic_partitions(checkpoint_partitions.name, new)
+        instance.add_dynamic_partitions(checkpoint_partitions.name, sorted(new))
     return found
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.evaluation import checkpoint_dir, fact_leakage, factscore_eval, nlu_eval, read_result, validation_losses
-from assets.metadata import md_plot, md_table
+from assets.metadata import markdown_table, md_plot, md_table
 from assets.resources import LacyStorage
 from assets.training import LATEST
 from pipelines.files import read_json
@@ -28,6 +28,7 @@ NAMES = {  # as the paper writes them
     "lacy_ignore": "LaCy + Ignore",
 }
 NLU_TASKS = ("arc_easy", "hellaswag", "piqa", "social_iqa")
+REPORTED = ("validation_losses", "factscore", "fact_leakage", "nlu")  # the evaluations the report reads
 PAPER_TABLE2 = {"LLM judge": "233 h / 1B tokens, one A100 GPU", "Rho-1": "56 h / 1B tokens, one A100 GPU", "LaCy": "152 h / 1B tokens, one CPU core"}
 
 
@@ -44,7 +45,7 @@ def collect(storage: LacyStorage) -> dict[str, dict]:
         rows[method] = {
             "checkpoint": str(ckpt),
             "partition": key,
-            **{name: read_result(storage, key, name) for name in ("validation_losses", "factscore", "fact_leakage", "nlu")},
+            **{name: read_result(storage, key, name) for name in REPORTED},
         }
     return rows
 
@@ -162,12 +163,7 @@ def cost_table(storage: LacyStorage) -> list[dict]:
 
 
 def markdown(title: str, rows: list[dict]) -> str:
-    if not rows:
-        return f"## {title}\n\n(no results yet)\n"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return f"## {title}\n\n" + "\n".join(lines) + "\n"
+    return f"## {title}\n\n" + (markdown_table(rows) if rows else "(no results yet)") + "\n"
 
 
 @asset(
@@ -179,8 +175,7 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
     rows = collect(storage)
     out = storage.path("report")
     out.mkdir(parents=True, exist_ok=True)
-    missing = [f"{NAMES[m]}: {', '.join(k for k in ('validation_losses', 'factscore', 'fact_leakage', 'nlu') if not r[k])}"
-               for m, r in rows.items() if not all(r[k] for k in ("validation_losses", "factscore", "fact_leakage", "nlu"))]
+    missing = [f"{NAMES[m]}: {', '.join(k for k in REPORTED if not r[k])}" for m, r in rows.items() if not all(r[k] for k in REPORTED)]
     for line in missing:
         context.log.warning(f"not evaluated yet: {line}")
     figure2 = factscore_vs_leakage(rows, out / "factscore_vs_leakage.png")

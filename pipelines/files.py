@@ -130,6 +130,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise RecordError(f"{path}:line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
+            yield lineno, record

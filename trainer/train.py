@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from pipelines.files import fingerprint
 from pipelines.tokenizer import Tokenizer
 from trainer.checkpoint import (
+    INFO_FILE,
     WEIGHTS_FILE,
     Checkpoint,
     clean_partial,
@@ -261,7 +262,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     if resume is not None:
         if resume.info.get("run_fingerprint") != info["run_fingerprint"]:
             raise ValueError(
-                f"{resume.path}/lacy.json: {out} holds a different run (method, preset, data or seed differ); "
+                f"{resume.path / INFO_FILE}: {out} holds a different run (method, preset, data or seed differ); "
                 "use another --out to start a new run"
             )
         start = _restore(resume, model, runner, loader, d)

@@ -3,6 +3,7 @@
 
 
 import os
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,7 +26,7 @@ from pipelines import align, corpus, facts, judge, word_labels
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
 from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
-from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, RULES, LabelerConfig
+from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, ORG_KEYWORDS, RULES, LabelerConfig
 from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset
@@ -68,6 +69,8 @@ def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage:
 class WordLabelsConfig(Config):
     spacy_model: str = DEFAULT_SPACY_MODEL
     batch_size: int = 64
+    org_keywords: list[str] = list(ORG_KEYWORDS)  # PAPER_ORG_KEYWORDS: the three the paper names
+    org_leading_the: bool = True  # a chunk with a leading "the" is likely an ORG (A.2.1)
     workers: int = max(1, os.cpu_count() or 1)
 
 
@@ -82,7 +85,10 @@ class WordLabelsConfig(Config):
 )
 def spacy_word_labels(context: AssetExecutionContext, config: WordLabelsConfig, storage: LacyStorage) -> MaterializeResult:
     shards = [int(k) for k in context.partition_keys]
-    labeler_config = LabelerConfig(spacy_model=config.spacy_model, batch_size=config.batch_size)
+    labeler_config = LabelerConfig(
+        spacy_model=config.spacy_model, batch_size=config.batch_size,
+        org_keywords=tuple(config.org_keywords), org_leading_the=config.org_leading_the,
+    )
     stats = label_shards(storage.path("corpus"), shards, storage.path("spacy_word_labels"), labeler_config, config.workers, context.log.info)
     words = sum(s["words"] for s in stats)
     classes = {name: sum(s["classes"][name] for s in stats) for name in CLASS_NAMES}
@@ -132,6 +138,7 @@ def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, stor
 
 @asset(group_name="data", deps=[spacy_word_labels, tokenizer], code_version=code_fingerprint(align, token_shards_module), description="Parquet shards of input_ids with each token's class inherited from its word, and a manifest.")
 def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
+    t0 = time.perf_counter()
     manifest = build_token_shards(
         storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE), storage.path("token_shards"), context.log.info
     )
@@ -145,12 +152,24 @@ def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> Materi
             "fact_fraction": round(manifest["fact_fraction"], 4),
             "paper_fact_fraction": PAPER_FACT_FRACTION,
             "token_fractions": MetadataValue.json({k: round(v, 4) for k, v in fractions.items()}),
+            "fact_fraction_by_document_length": md_table(
+                [{"document tokens": b, **v} for b, v in manifest["fact_fraction_by_length"].items()]
+            ),
+            "median_document_tokens": float(np.median(_document_lengths(storage))),
             "fact_fraction_per_document": _fact_fraction_plot(storage),
             "fingerprint": manifest["fingerprint"],
             "path": MetadataValue.path(str(storage.path("token_shards"))),
-            "seconds": manifest["seconds"],
+            "seconds": round(time.perf_counter() - t0, 3),
         }
     )
+
+
+def _document_lengths(storage: LacyStorage) -> np.ndarray:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = [storage.path("token_shards", e["file"]) for e in read_json(storage.path("token_shards", MANIFEST))["shards"]]
+    return np.concatenate([pc.list_value_length(pq.read_table(f, columns=["input_ids"]).column("input_ids")).to_numpy() for f in files])
 
 
 def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:

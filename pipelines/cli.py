@@ -15,7 +15,7 @@ from collections import Counter
 
 from pipelines.align import token_classes
 from pipelines.corpus import read_source
-from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, FactLabeler, LabelerConfig
+from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, ORG_KEYWORDS, PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig
 from pipelines.tokenizer import Tokenizer
 
 
@@ -26,6 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tokens", metavar="TOKENIZER", help="a tokenizer.model (or its folder): print per-token labels")
     p.add_argument("--stats", action="store_true", help="print only the fractions of each class (words, and tokens with --tokens)")
     p.add_argument("--spacy-model", default=DEFAULT_SPACY_MODEL, help="an installed spaCy pipeline (default: %(default)s)")
+    p.add_argument("--org-keywords", type=lambda s: tuple(s.split(",")), default=ORG_KEYWORDS,
+                   help="comma-separated ORG keywords (default: a list of 27; the paper names "
+                   + ",".join(PAPER_ORG_KEYWORDS) + ")")
+    p.add_argument("--no-org-the", dest="org_leading_the", action="store_false",
+                   help='do not take a leading "the" as an ORG cue (A.2.1 does)')
     return p
 
 
@@ -34,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print("lacy label: give a text or --jsonl FILE (not both)", file=sys.stderr)
         return 2
     texts = [r.text for r in read_source(args.jsonl)] if args.jsonl else [args.text]
-    labeler = FactLabeler(LabelerConfig(spacy_model=args.spacy_model))
+    labeler = FactLabeler(LabelerConfig(spacy_model=args.spacy_model, org_keywords=args.org_keywords,
+                                        org_leading_the=args.org_leading_the))
     tok = Tokenizer(args.tokens) if args.tokens else None
     counts = {"words": Counter(), "tokens": Counter()}
     out = sys.stdout

@@ -73,11 +73,14 @@ TITLES = frozenset(
     "reverend saint st. judge justice senator governor president general colonel captain "
     "king queen prince princess".split()
 )
-ORG_KEYWORDS = frozenset(
+# A.2.1 names three ORG keywords ("keywords such as committee, council, university"); "such as"
+# leaves the list open, so the default extends it with common organisation nouns.
+PAPER_ORG_KEYWORDS = ("committee", "council", "university")
+ORG_KEYWORDS = tuple(sorted(
     "committee council university college school institute academy association society "
     "company corporation party union league federation club board commission agency "
     "ministry department organization organisation foundation church army navy".split()
-)
+))
 MANNER_PREPOSITIONS = frozenset({"by", "via"})
 
 
@@ -86,6 +89,8 @@ class LabelerConfig:
     spacy_model: str = DEFAULT_SPACY_MODEL
     batch_size: int = 64
     max_chars: int = 100_000  # longer documents are parsed in pieces split at line breaks
+    org_keywords: tuple[str, ...] = ORG_KEYWORDS  # a chunk holding one is likely an ORG (A.2.1)
+    org_leading_the: bool = True  # "or there is a leading definite article the" (A.2.1)
 
 
 @dataclass
@@ -175,9 +180,9 @@ class FactLabeler:
         self._person_deps = {strings.add(d) for d in PERSON_DEPS}
         self._person_verbs = {strings.add(w) for w in PERSON_VERBS}
         self._titles = {strings.add(w) for w in TITLES}
-        self._org_keywords = {strings.add(w) for w in ORG_KEYWORDS}
+        self._org_keywords = {strings.add(w.lower()) for w in config.org_keywords}
         self._manner = {strings.add(w) for w in MANNER_PREPOSITIONS}
-        self._the = strings.add("the")
+        self._the = strings.add("the") if config.org_leading_the else None
         self._prep = strings.add("prep")
         self._pobj = strings.add("pobj")
         self._person = strings.add("PERSON")

@@ -102,10 +102,11 @@ def open_binary(path: str | os.PathLike):
 
 
 def read_text(path: str | os.PathLike) -> str:
+    """A (possibly compressed) UTF-8 text file; a leading byte-order mark is dropped."""
     with open_binary(path) as f:
         raw = f.read()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise RecordError(f"{path}: invalid UTF-8 at byte {e.start}") from e
 
@@ -120,11 +121,12 @@ def read_json_file(path: str | os.PathLike) -> Any:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """(line number, object) for each non-blank line of a (possibly compressed) JSONL
-    file; invalid UTF-8 or JSON fails with the file and line named."""
+    file; invalid UTF-8 or JSON fails with the file and line named. A byte-order mark at the
+    start of the file (some Windows tools write one) is dropped."""
     with open_binary(path) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise RecordError(f"{path}:line {lineno}: invalid UTF-8 at byte {e.start} of the line") from e
             if not line.strip():

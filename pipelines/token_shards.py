@@ -5,7 +5,6 @@ class of its word (A.2.1). A dataset directory holds `shard-XXXX.parquet`, a cop
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,30 @@ from pipelines.shards import (
 from pipelines.tokenizer import MODEL_FILE, Tokenizer
 
 Log = Callable[[str], None]
+LENGTH_EDGES = (150, 400, 800)  # document-length buckets (tokens) of the fact fraction
+
+
+def length_bucket(tokens: int) -> str:
+    """The length bucket of a document of `tokens` tokens: "<150", "150-399", "400-799", ">=800"."""
+    lower = 0
+    for edge in LENGTH_EDGES:
+        if tokens < edge:
+            return f"<{edge}" if lower == 0 else f"{lower}-{edge - 1}"
+        lower = edge
+    return f">={lower}"
+
+
+LENGTH_BUCKETS = [length_bucket(e - 1) for e in LENGTH_EDGES] + [length_bucket(LENGTH_EDGES[-1])]
+
+
+def fact_fraction_by_length(shards: list[dict]) -> dict[str, dict]:
+    """Documents, tokens and the fact fraction per length bucket, summed over shards' stats."""
+    out = {}
+    for b in LENGTH_BUCKETS:
+        docs, tokens, facts = (sum(s["by_length"].get(b, (0, 0, 0))[i] for s in shards) for i in range(3))
+        if docs:
+            out[b] = {"docs": docs, "tokens": tokens, "fact_fraction": facts / tokens}
+    return out
 
 
 def _word_labels(table: pa.Table, row: int) -> WordLabels:
@@ -75,7 +98,11 @@ def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, 
         "tokens_per_split": {s: int(lengths[splits == s].sum()) for s in ("train", "validation")},
         "classes": {name: int((cls == c).sum()) for c, name in enumerate(CLASS_NAMES)},
         "labels_fingerprint": file_metadata(labels_dir / shard_name(shard))["fingerprint"] if labels_dir else None,
+        "by_length": {},  # bucket -> [docs, tokens, fact tokens]
     }
+    for n, c in zip(lengths.tolist(), cls_list):
+        counts = stats["by_length"].setdefault(length_bucket(n), [0, 0, 0])
+        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + n, counts[2] + int((c == FACT).sum())
     stats["sha256"] = write_table(out_dir / shard_name(shard), table, stats)
     return stats
 
@@ -86,7 +113,6 @@ def build_token_shards(
     """Token shards of every corpus shard, labelled from `labels_dir` (None: unlabeled)."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     labels_dir = Path(labels_dir) if labels_dir is not None else None
-    t0 = time.perf_counter()
     clean_stale_tmp(out_dir)
     corpus_manifest = read_json(corpus_dir / MANIFEST)
     tok = Tokenizer(tokenizer_path)
@@ -116,7 +142,7 @@ def build_token_shards(
         "tokens_per_split": {s: sum(x["tokens_per_split"][s] for x in shards) for s in ("train", "validation")},
         "classes": classes,
         "fact_fraction": classes["fact"] / max(tokens, 1) if labels_dir is not None else None,
-        "seconds": round(time.perf_counter() - t0, 3),
+        "fact_fraction_by_length": fact_fraction_by_length(shards) if labels_dir is not None else None,
     }
     write_json(out_dir / MANIFEST, manifest)
     return manifest

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.corpus import CorpusConfig, CorpusError, build_corpus, doc_id_for, read_source, split_of, write_corpus
-from pipelines.files import RecordError, read_json
+from pipelines.files import RecordError, read_json, read_json_file
 
 ENGLISH = "The river flows through the old town and it is known for the bridges that were built in the past."
 
@@ -44,6 +44,19 @@ def test_jsonl_parquet_and_directory_sources(tmp_path):
     assert table.num_rows == 4
     assert set(table.column("doc_id").to_pylist()) >= {"x7", "p1", doc_id_for(ENGLISH)}
     assert table.column("title").to_pylist()[0] == "River"
+
+
+def test_byte_order_mark_is_read(tmp_path):
+    """Windows tools often start UTF-8 JSONL and JSON with a byte-order mark."""
+    line = json.dumps({"text": ENGLISH, "title": "River"}).encode()
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + line + b"\n" + line.replace(b"River", b"Lake") + b"\n")
+    with gzip.open(tmp_path / "bom.jsonl.gz", "wb") as f:
+        f.write(b"\xef\xbb\xbf" + json.dumps({"text": "Another " + ENGLISH}).encode() + b"\n")
+    records = [r for path in ("bom.jsonl", "bom.jsonl.gz") for r in read_source(str(tmp_path / path))]
+    assert [r.title for r in records] == ["River", "Lake", None]
+    assert records[2].text.startswith("Another")
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"examples": [1]}).encode())
+    assert read_json_file(tmp_path / "bom.json") == {"examples": [1]}
 
 
 def test_invalid_utf8_names_file_and_line(tmp_path):

@@ -93,6 +93,21 @@ def test_org_keyword_and_leading_the(labeler):
     assert word(labeler, text, "Hall") == ("fact", "chunk_org")
 
 
+def test_org_cues_are_configurable(labeler):
+    """The paper's three keywords only, and no leading-"the" cue: the same chunks fall to the
+    next rule (proper noun) or to none."""
+    from pipelines.facts import PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig
+
+    narrow = FactLabeler(LabelerConfig(org_keywords=PAPER_ORG_KEYWORDS, org_leading_the=False), nlp=labeler.nlp)
+    text = "Smith was born in 1950. The committee of farmers elected Jones."
+    assert word(narrow, text, "committee") == ("fact", "chunk_org")  # a keyword the paper names
+    text = "They toured the big Hall"
+    assert word(narrow, text, "Hall") == ("fact", "chunk_proper_noun")  # no longer ORG by "the"
+    text = "The club of farmers elected Jones."
+    assert word(labeler, text, "club") == ("fact", "chunk_org")
+    assert word(narrow, text, "club")[1] != "chunk_org"
+
+
 def test_noun_chunks_split_at_newlines(labeler):
     text = "They toured the big Hall\nMain Street Bazaar"
     assert word(labeler, text, "Hall")[1] == "chunk_org"

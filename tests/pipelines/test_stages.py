@@ -15,7 +15,7 @@ from pipelines.facts import LabelerConfig
 from pipelines.files import file_sha256, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.shards import ShardError, check_equal_lengths, read_manifest, shard_name
-from pipelines.token_shards import build_token_shards, verify_shard
+from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, length_bucket, verify_shard
 from pipelines.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from pipelines.word_labels import label_shard, label_shards
 
@@ -81,6 +81,29 @@ def test_rerun_is_byte_identical(built, small_corpus, labeler, tmp_path):
     for folder in ("corpus", "labels", "tokens", "judge"):
         for k in range(N_SHARDS):
             assert file_sha256(out / folder / shard_name(k)) == file_sha256(tmp_path / folder / shard_name(k)), folder
+    for folder in ("corpus", "tokens", "judge"):  # manifests hold no timings
+        assert file_sha256(out / folder / "manifest.json") == file_sha256(tmp_path / folder / "manifest.json"), folder
+
+
+def test_fact_fraction_by_document_length(built):
+    out, manifest, _ = built
+    by_length = manifest["fact_fraction_by_length"]
+    assert sum(b["docs"] for b in by_length.values()) == N_DOCS
+    assert sum(b["tokens"] for b in by_length.values()) == manifest["tokens"]
+    facts = sum(b["fact_fraction"] * b["tokens"] for b in by_length.values())
+    assert facts == pytest.approx(manifest["classes"]["fact"])
+    # recount one bucket from the shards themselves
+    rows = [r for k in range(N_SHARDS) for r in pq.read_table(out / "tokens" / shard_name(k)).column("token_class").to_pylist()]
+    bucket = next(iter(by_length))
+    chosen = [r for r in rows if length_bucket(len(r)) == bucket]
+    assert by_length[bucket]["docs"] == len(chosen)
+    assert by_length[bucket]["fact_fraction"] == pytest.approx(sum(c == 2 for r in chosen for c in r) / sum(map(len, chosen)))
+
+
+def test_length_buckets():
+    assert [length_bucket(n) for n in (0, 149, 150, 399, 400, 799, 800, 5000)] == [
+        "<150", "<150", "150-399", "150-399", "400-799", "400-799", ">=800", ">=800"]
+    assert LENGTH_BUCKETS == ["<150", "150-399", "400-799", ">=800"]
 
 
 def test_parallel_workers_write_the_same_labels(built, tmp_path):

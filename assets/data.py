@@ -31,7 +31,7 @@ from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset
 from pipelines.shards import MANIFEST, shard_name
-from pipelines.token_shards import build_token_shards, verify_shard
+from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, verify_shard
 from pipelines.tokenizer import MODEL_FILE, Tokenizer, TokenizerConfig, tokenizer_summary, train_tokenizer
 from pipelines.word_labels import label_shards
 
@@ -153,7 +153,7 @@ def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> Materi
             "paper_fact_fraction": PAPER_FACT_FRACTION,
             "token_fractions": MetadataValue.json({k: round(v, 4) for k, v in fractions.items()}),
             "fact_fraction_by_document_length": md_table(
-                [{"document tokens": b, **v} for b, v in manifest["fact_fraction_by_length"].items()]
+                [{"document tokens": b, **manifest["fact_fraction_by_length"][b]} for b in LENGTH_BUCKETS if b in manifest["fact_fraction_by_length"]]
             ),
             "median_document_tokens": float(np.median(_document_lengths(storage))),
             "fact_fraction_per_document": _fact_fraction_plot(storage),

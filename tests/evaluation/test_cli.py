@@ -22,7 +22,7 @@ def test_generate_no_call_needs_no_partner(trained_checkpoint, capsys):
     assert main(["generate", "--model", str(trained_checkpoint), "--no-call", "--max-new-tokens", "4",
                  "--json", "the cat"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["text"] == "sat on the mat" and record["calls"] == 0 and record["call_rate"] == 0.0
+    assert record["text"] == " sat on the mat" and record["calls"] == 0 and record["call_rate"] == 0.0
 
 
 def test_generate_requires_a_partner_when_calling(trained_checkpoint):

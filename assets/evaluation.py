@@ -277,7 +277,7 @@ class FactLeakageConfig(Config):
 
 @evaluation_asset(
     "fact_leakage",
-    "Section 5.3: with <CALL> at -inf, 3-shot, is a gold answer or alias contained in the output? "
+    "Section 5.3: with <CALL> at -inf, 3-shot, does the output state a gold answer or alias? "
     "PopQA long tail and BigBench qa_wikidata. Lower is better.",
 )
 def fact_leakage(context: AssetExecutionContext, config: FactLeakageConfig, storage: LacyStorage) -> MaterializeResult:

@@ -26,7 +26,7 @@ Choices (the paper gives the datasets and the metric only):
   capitals after that ("IN", "US", "U.S.A.", "CAN") is a code and matches case-sensitively,
   so "in" or "can" in an output is not India or Canada; every other alias matches
   lowercased. Aliases of one character ("⚾", "2", "O") or that are English stop words
-  (spaCy's list: "in", "can", "no", "the US" -> "us") are not used alone; a question left
+  (spaCy's list: "in", "can", "no", "May") are not used alone; a question left
   without any alias is not scored. The counts of questions affected are in the result.
 """
 

@@ -25,9 +25,11 @@ Choices (the paper gives the datasets and the metric only):
   removed, whitespace collapsed) and aliases match whole words. An alias written in 2-4
   capitals after that ("IN", "US", "U.S.A.", "CAN") is a code and matches case-sensitively,
   so "in" or "can" in an output is not India or Canada; every other alias matches
-  lowercased. Aliases of one character ("⚾", "2", "O") or that are English stop words
-  (spaCy's list: "in", "can", "no", "May") are not used alone; a question left
-  without any alias is not scored. The counts of questions affected are in the result.
+  lowercased. Aliases of one character ("⚾", "2", "O"), that are English stop words
+  (spaCy's list: "in", "can", "no", "May") or that are two lowercase letters (ISO codes:
+  "de", "fr", "ir", which prose writes as words: "de la", "fr.") are not used alone; a
+  question left without any alias is not scored. The counts of questions affected are in
+  the result.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def load_bigbench(path: str | Path = BIGBENCH_FILE) -> list[Question]:
 
 PUNCTUATION = set(string.punctuation)
 ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
-CODE = re.compile(r"[A-Z]{2,4}")
+LOWERCASE_CODE = re.compile(r"[a-z]{2}")  # Wikidata's ISO codes as PopQA lists them: "de", "fr", "ir"
 
 
 def normalize(text: str, lowercase: bool = True) -> str:
@@ -141,12 +143,14 @@ class Alias:
 
 def alias(answer: str) -> Alias | None:
     """What an answer is matched as: a code of 2-4 capitals as written, otherwise
-    lowercased; None for one character or a stop word."""
+    lowercased; None for one character, a stop word or a two-letter lowercase code."""
     cased = normalize(answer, lowercase=False)
-    if CODE.fullmatch(cased):
+    if 2 <= len(cased) <= 4 and cased.isalpha() and cased.isupper():
         return Alias(cased, True)
     norm = normalize(answer)
-    return Alias(norm, False) if len(norm) > 1 and norm not in STOP_WORDS else None
+    if len(norm) <= 1 or norm in STOP_WORDS or LOWERCASE_CODE.fullmatch(cased):
+        return None
+    return Alias(norm, False)
 
 
 @lru_cache(maxsize=None)

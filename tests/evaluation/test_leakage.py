@@ -61,6 +61,9 @@ def test_aliases_codes_are_cased_stop_words_and_single_characters_dropped(popqa)
     ("In what country is Edmundston", "a small town in Canada", True),
     ("In what country is Gaustadalléen", "no longer a part of the city", False),
     ("In what country is Gaustadalléen", "Norway", True),
+    ("In what country is Wiesau", "a village in the Free State of Bavaria, de facto", False),  # "de" is an ISO code
+    ("In what country is Wiesau", "a municipality in the district of Tirschenreuth, DE", True),
+    ("In what country is Ježov", "a village in the ČR", True),  # a code of non-ASCII capitals
     ("In what country is Centre", "to be the capital of the region", False),
     ("In what country is Centre", "Brussels, BE", True),
     ("In what country is Union State Bank, Wisconsin", "a bank that told us about its loans", False),

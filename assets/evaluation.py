@@ -277,7 +277,7 @@ class FactLeakageConfig(Config):
 
 @evaluation_asset(
     "fact_leakage",
-    "Section 5.3: with <CALL> at -inf, 3-shot, is a gold answer or alias contained in the output? "
+    "Section 5.3: with <CALL> at -inf, 3-shot, does the output state a gold answer or alias? "
     "PopQA long tail and BigBench qa_wikidata. Lower is better.",
 )
 def fact_leakage(context: AssetExecutionContext, config: FactLeakageConfig, storage: LacyStorage) -> MaterializeResult:
@@ -289,6 +289,8 @@ def fact_leakage(context: AssetExecutionContext, config: FactLeakageConfig, stor
             "popqa_leakage": round(result["popqa"]["leakage"], 4),
             "bigbench_qa_wikidata_leakage": round(result["bigbench_qa_wikidata"]["leakage"], 4),
             "questions": result["popqa"]["questions"] + result["bigbench_qa_wikidata"]["questions"],
+            "answer_rule": md_table([{"benchmark": b, "scored": result[b]["scored"], **result[b]["answer_rule"]}
+                                     for b in ("popqa", "bigbench_qa_wikidata")]),
             "result": MetadataValue.path(str(path)),
         }
     )

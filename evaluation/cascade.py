@@ -343,7 +343,7 @@ class Generation:
     """One generation and its call statistics."""
 
     prompt: str
-    text: str = ""  # the generated continuation (prompt excluded)
+    text: str = ""  # the generated continuation as the model wrote it: prompt + text is the whole output
     token_ids: list[int] = field(default_factory=list)
     from_partner: list[bool] = field(default_factory=list)  # per generated token
     segments: list[tuple[str, bool]] = field(default_factory=list)  # text pieces, True = partner's
@@ -404,8 +404,10 @@ def _token_texts(tok: Tokenizer, ids: Sequence[int], n_prompt: int) -> list[str]
 def _finish(seq: _Sequence, tok: Tokenizer) -> None:
     gen = seq.gen
     gen.token_ids = seq.ids[seq.n_prompt:]
-    gen.text = tok.decode(gen.token_ids)
-    for text, partner in zip(_token_texts(tok, seq.ids, seq.n_prompt), gen.from_partner):
+    texts = _token_texts(tok, seq.ids, seq.n_prompt)
+    # decoded after the prompt, not alone: SentencePiece drops a leading space of the first piece
+    gen.text = "".join(texts)
+    for text, partner in zip(texts, gen.from_partner):
         if gen.segments and gen.segments[-1][1] == partner:
             gen.segments[-1] = (gen.segments[-1][0] + text, partner)
         else:

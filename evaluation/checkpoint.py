@@ -51,7 +51,10 @@ def read_meta(path: str | Path) -> dict:
         if not (path / name).exists():
             raise CheckpointError(f"{path / name}: missing; a checkpoint holds config.json, {WEIGHTS_FILE}, "
                                   f"{MODEL_FILE} and {INFO_FILE}")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from e
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{meta_path}: missing keys {missing}")

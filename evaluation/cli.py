@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipelines.cli import run_command
+
 COMMAND_MODULES = ("evaluation.cli", "pipelines.cli")  # `lacy label` is registered by pipelines.cli
 
 
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return run_command(args.run, args)
 
 
 if __name__ == "__main__":

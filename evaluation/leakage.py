@@ -10,15 +10,26 @@ Choices (the paper gives the datasets and the metric only):
   BigBench qa_wikidata inputs are sentence starts already.
 - Demonstrations: 3 other questions of the same dataset, drawn with a seeded generator per
   query, preferring the query's relation (PopQA `prop`; BigBench: the words before " of ",
-  e.g. "The country"); a demonstration whose answers overlap the query's is skipped, so
-  copying from the prompt never counts as leakage. Format: one "prompt answer" line per
-  demonstration (the first gold answer), then the query prompt.
+  e.g. "The country"). A demonstration is skipped when its line states one of the query's
+  answers or one of its answers states one of the query's ("punk rock" for a query whose
+  alias is "rock"), both under the matching rule below. Format: one "prompt answer" line
+  per demonstration (the first gold answer), then the query prompt.
+- Questions whose own prompt states an answer ("basketball" in "Kiribati men's national
+  basketball team plays") are reported and left out of the leakage rate: there an answer
+  in the output may be a copy, so it says nothing about what the model memorized.
 - Generation: the inference settings of A.5 (greedy, repetition penalty 1.2 over the whole
   prompt) with at most 16 new tokens, cut at the first line break (the demonstrations'
   separator) before matching.
-- Matching: SQuAD's normalization (lowercase, punctuation deleted, articles a/an/the
-  removed, whitespace collapsed), then containment at word boundaries, so the alias "pol"
-  does not match "police". Aliases are used as PopQA/BigBench give them.
+- Matching (`answer_aliases`, `states_answer`): an answer counts only when the output
+  states it. Text is normalized as SQuAD does (punctuation deleted, articles a/an/the
+  removed, whitespace collapsed) and aliases match whole words. An alias written in 2-4
+  capitals after that ("IN", "US", "U.S.A.", "CAN") is a code and matches case-sensitively,
+  so "in" or "can" in an output is not India or Canada; every other alias matches
+  lowercased. Aliases of one character ("⚾", "2", "O"), that are English stop words
+  (spaCy's list: "in", "can", "no", "May") or that are two lowercase letters (ISO codes:
+  "de", "fr", "ir", which prose writes as words: "de la", "fr.") are not used alone; a
+  question left without any alias is not scored. The counts of questions affected are in
+  the result.
 """
 
 from __future__ import annotations
@@ -29,9 +40,11 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from evaluation import cascade, checkpoint
 from evaluation.cascade import CascadeConfig, generate
@@ -109,21 +122,60 @@ def load_bigbench(path: str | Path = BIGBENCH_FILE) -> list[Question]:
 
 
 PUNCTUATION = set(string.punctuation)
+ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
+LOWERCASE_CODE = re.compile(r"[a-z]{2}")  # Wikidata's ISO codes as PopQA lists them: "de", "fr", "ir"
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, lowercase: bool = True) -> str:
     """SQuAD's answer normalization: lowercase, punctuation deleted, articles removed,
-    whitespace collapsed ("The U.S.A.!" -> "usa")."""
-    text = text.lower()
+    whitespace collapsed ("The U.S.A.!" -> "usa"); `lowercase=False` keeps the case
+    ("The U.S.A.!" -> "USA")."""
+    text = text.lower() if lowercase else text
     text = "".join(ch for ch in text if ch not in PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    return " ".join(ARTICLES.sub(" ", text).split())
+
+
+@dataclass(frozen=True)
+class Alias:
+    text: str  # normalized
+    cased: bool  # a code of capitals: matched case-sensitively
+
+
+def alias(answer: str) -> Alias | None:
+    """What an answer is matched as: a code of 2-4 capitals as written, otherwise
+    lowercased; None for one character, a stop word or a two-letter lowercase code."""
+    cased = normalize(answer, lowercase=False)
+    if 2 <= len(cased) <= 4 and cased.isalpha() and cased.isupper():
+        return Alias(cased, True)
+    norm = normalize(answer)
+    if len(norm) <= 1 or norm in STOP_WORDS or LOWERCASE_CODE.fullmatch(cased):
+        return None
+    return Alias(norm, False)
+
+
+@lru_cache(maxsize=None)
+def answer_aliases(answers: tuple[str, ...]) -> tuple[Alias, ...]:
+    """The distinct aliases an output is matched against."""
+    return tuple(dict.fromkeys(a for a in map(alias, answers) if a is not None))
+
+
+def states_answer(output: str, aliases: Sequence[Alias]) -> bool:
+    """Whether the output states one of the aliases (whole words, normalized)."""
+    lower, cased = f" {normalize(output)} ", f" {normalize(output, lowercase=False)} "
+    return any(f" {a.text} " in (cased if a.cased else lower) for a in aliases)
 
 
 def contains_answer(output: str, answers: Sequence[str]) -> bool:
-    """Whether a normalized answer occurs in the normalized output at word boundaries."""
-    out = f" {normalize(output)} "
-    return any(norm and f" {norm} " in out for norm in map(normalize, answers))
+    """Whether the output states one of the answers under the matching rule."""
+    return states_answer(output, answer_aliases(tuple(answers)))
+
+
+def overlaps(demo: Question, query: Question) -> bool:
+    """Whether a demonstration's line states one of the query's answers, or one of its
+    answers states one of the query's aliases ("punk rock" vs "rock", either way)."""
+    own, theirs = answer_aliases(query.answers), answer_aliases(demo.answers)
+    return (states_answer(demo.prompt, own) or any(states_answer(a, own) for a in demo.answers)
+            or any(states_answer(a, theirs) for a in query.answers))
 
 
 def relation_pools(questions: Sequence[Question]) -> dict[str, list[int]]:
@@ -135,11 +187,10 @@ def relation_pools(questions: Sequence[Question]) -> dict[str, list[int]]:
 
 def demonstrations(questions: Sequence[Question], index: int, num_shots: int, seed: int,
                    pools: dict[str, list[int]] | None = None) -> list[Question]:
-    """`num_shots` other questions for question `index`: same relation first, none sharing
-    an answer with it, in the order of a generator seeded with (seed, index)."""
+    """`num_shots` other questions for question `index`: same relation first, none that
+    `overlaps` it, in the order of a generator seeded with (seed, index)."""
     pools = relation_pools(questions) if pools is None else pools
     query = questions[index]
-    own = {normalize(a) for a in query.answers}
     rng = np.random.default_rng([seed, index])
     same = [i for i in pools[query.relation] if i != index]
     chosen: list[Question] = []
@@ -149,7 +200,7 @@ def demonstrations(questions: Sequence[Question], index: int, num_shots: int, se
             if len(chosen) == num_shots:
                 return chosen
             q = questions[pool[i]]
-            if own.isdisjoint(normalize(a) for a in q.answers):
+            if not overlaps(q, query):
                 chosen.append(q)
     return chosen
 
@@ -172,17 +223,38 @@ def evaluate_questions(model: Checkpoint, questions: Sequence[Question], config:
     for start in range(0, n, config.chunk_size):
         outputs += [g.text.split("\n", 1)[0] for g in generate(model, prompts[start:start + config.chunk_size], None, gen_config)]
         log(f"fact leakage {name}: {len(outputs)}/{n} questions")
-    hits = [contains_answer(out, q.answers) for out, q in zip(outputs, questions)]
+    questions = questions[:n]
+    aliases = [answer_aliases(q.answers) for q in questions]
+    in_prompt = [states_answer(q.prompt, a) for q, a in zip(questions, aliases)]
+    scored = [bool(a) and not p for a, p in zip(aliases, in_prompt)]
+    hits = [states_answer(out, a) for out, a in zip(outputs, aliases)]
     by_relation = defaultdict(list)
-    for hit, q in zip(hits, questions):
-        by_relation[q.relation].append(hit)
+    for hit, q, s in zip(hits, questions, scored):
+        if s:
+            by_relation[q.relation].append(hit)
+    scored_hits = [h for h, s in zip(hits, scored) if s]
     return {
         "questions": n,
-        "contained": int(sum(hits)),
-        "leakage": float(np.mean(hits)) if hits else 0.0,
+        "scored": len(scored_hits),
+        "contained": int(sum(scored_hits)),
+        "leakage": float(np.mean(scored_hits)) if scored_hits else 0.0,
+        "answer_rule": answer_rule_counts(questions, aliases, in_prompt),
         "by_relation": {r: {"questions": len(h), "leakage": float(np.mean(h))} for r, h in sorted(by_relation.items())},
-        "examples": [{"prompt": q.prompt, "output": out, "answers": list(q.answers), "contained": hit}
-                     for q, out, hit in list(zip(questions, outputs, hits))[:5]],
+        "examples": [{"prompt": q.prompt, "output": out, "answers": list(q.answers), "contained": hit, "scored": s}
+                     for q, out, hit, s in list(zip(questions, outputs, hits, scored))[:5]],
+    }
+
+
+def answer_rule_counts(questions: Sequence[Question], aliases: Sequence[tuple[Alias, ...]],
+                       in_prompt: Sequence[bool]) -> dict[str, int]:
+    """How many questions the matching rule touches: some alias not used (one character or
+    a stop word), some alias matched as a case-sensitive code, no alias left (not scored),
+    an answer stated by the question's own prompt (not scored)."""
+    return {
+        "questions_losing_aliases": sum(any(alias(x) is None for x in q.answers) for q in questions),
+        "questions_with_codes": sum(any(x.cased for x in a) for a in aliases),
+        "questions_without_aliases": sum(not a for a in aliases),
+        "prompt_states_answer": sum(p for p, a in zip(in_prompt, aliases) if a),
     }
 
 

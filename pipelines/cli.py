@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 
 from pipelines.align import token_classes
 from pipelines.corpus import read_source
@@ -74,10 +75,20 @@ def summary(counts: dict[str, Counter], docs: int) -> dict:
     return result
 
 
+def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a `lacy` subcommand; bad input (a ValueError or OSError, whose messages name the
+    file and record) is one line on stderr and exit status 1, not a traceback."""
+    try:
+        return command(args)
+    except (ValueError, OSError) as e:
+        print(f"lacy {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lacy")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(argv))
+    return run_command(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

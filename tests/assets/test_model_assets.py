@@ -104,6 +104,8 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert meta["validation_losses"]["baseline_call_loss"].value > 0  # the matched baseline on lacy's mask
     assert 0 <= meta["factscore"]["fact_overlap_proxy"].value <= 1 and "factscore" not in meta["factscore"]
     assert 0 <= meta["fact_leakage"]["popqa_leakage"].value <= 1
+    assert "| bigbench_qa_wikidata |" in meta["fact_leakage"]["answer_rule"].value  # per benchmark
+    assert "questions_losing_aliases" in meta["fact_leakage"]["answer_rule"].value
     generations = json.loads(result_path(storage, lacy_key, "cascade_generations").read_text())
     assert len(generations["generations"]) == 2 and generations["summary"]["calls"] > 0
 

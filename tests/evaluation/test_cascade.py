@@ -127,7 +127,8 @@ def test_partner_reads_text_so_far_without_call(small):
     partner = ScriptedPartner([(" the",), (" cat",), (" sat",)])
     gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=3))[0]
     assert [q.text for q in partner.queries] == ["Ralph Earl is", "Ralph Earl is the", "Ralph Earl is the cat"]
-    assert gen.text == "the cat sat" and gen.from_partner == [True] * 3
+    assert gen.text == " the cat sat" and gen.from_partner == [True] * 3  # the first piece is "▁the"
+    assert gen.prompt + gen.text == "Ralph Earl is the cat sat"
     assert (gen.calls, gen.steps, gen.call_rate) == (3, 3, 1.0)
     assert gen.segments == [(" the cat sat", True)]
     assert render(gen, color=False) == "Ralph Earl is[[ the cat sat]]"
@@ -188,14 +189,14 @@ def test_no_call_needs_no_partner_and_never_calls(small):
 def test_trained_model_generates_its_sentence(trained_checkpoint):
     model = load_checkpoint(trained_checkpoint)
     gen = generate(model, ["the cat"], None, CascadeConfig(calls=False, max_new_tokens=12))[0]
-    assert gen.text.startswith("sat on the mat . the cat sat on the mat")
+    assert gen.text.startswith(" sat on the mat . the cat sat on the mat")
     assert gen.stop == "max_new_tokens" and len(gen.token_ids) == 12
 
 
 def test_trained_partner_writes_when_always_called(small, trained_checkpoint):
     partner = TransformersPartner(trained_checkpoint)
     gen = generate(small, ["the cat"], partner, CascadeConfig(target_call_rate=1.0, max_new_tokens=6))[0]
-    assert gen.text == "sat on the mat ." and all(gen.from_partner)
+    assert gen.text == " sat on the mat ." and all(gen.from_partner)
     assert len(gen.token_ids) == 6 and gen.calls == 6
     assert gen.partner_tokens_processed == [2, 1, 1, 1, 1, 1]  # "the cat", then one new token per call
 

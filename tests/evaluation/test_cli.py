@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +26,7 @@ def test_generate_no_call_needs_no_partner(trained_checkpoint, capsys):
     assert main(["generate", "--model", str(trained_checkpoint), "--no-call", "--max-new-tokens", "4",
                  "--json", "the cat"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["text"] == "sat on the mat" and record["calls"] == 0 and record["call_rate"] == 0.0
+    assert record["text"] == " sat on the mat" and record["calls"] == 0 and record["call_rate"] == 0.0
 
 
 def test_generate_requires_a_partner_when_calling(trained_checkpoint):
@@ -32,3 +36,23 @@ def test_generate_requires_a_partner_when_calling(trained_checkpoint):
 
 def test_parser_lists_generate():
     assert "generate" in build_parser().format_help()
+
+
+def test_generate_bad_checkpoint_is_one_line_naming_the_file(trained_checkpoint, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_checkpoint, broken)
+    (broken / "lacy.json").write_text('{"method": "lacy",')
+    assert main(["generate", "--model", str(broken), "--no-call", "the cat"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lacy generate: {broken / 'lacy.json'}: not valid JSON") and err.count("\n") == 1
+    assert main(["generate", "--model", str(tmp_path / "nowhere"), "--no-call", "the cat"]) == 1
+    assert capsys.readouterr().err.startswith(f"lacy generate: {tmp_path / 'nowhere' / 'config.json'}: missing")
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"txt": "no text field"}\n')
+    done = subprocess.run([sys.executable, "-m", "evaluation.cli", "label", "--jsonl", str(docs)],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"lacy label: {docs}:line 1: missing 'text' field (fields: ['txt'])\n"

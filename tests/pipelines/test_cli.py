@@ -30,3 +30,17 @@ def test_label_tokens_and_stats_on_jsonl(capsys, tmp_path, tokenizer):
 def test_label_needs_text_or_jsonl(capsys):
     assert main(["label"]) == 2
     assert "give a text or --jsonl" in capsys.readouterr().err
+
+
+def test_label_bad_jsonl_is_one_line_naming_file_and_line(capsys, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "The cat sat."}) + '\n{"text": "unfinished\n')
+    assert main(["label", "--jsonl", str(docs)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lacy label: {docs}:line 2: not valid JSON") and err.count("\n") == 1
+
+
+def test_label_missing_tokenizer_is_one_line(capsys, tmp_path):
+    assert main(["label", "--tokens", str(tmp_path / "nowhere"), "The cat sat."]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lacy label: {tmp_path / 'nowhere'}: no tokenizer") and err.count("\n") == 1

@@ -26,7 +26,7 @@ from assets.training import latest_run
 from evaluation import atomic_facts, cascade, checkpoint, entities, fact_overlap, knowledge, leakage, llm_backends, nlu, validation
 from evaluation import factscore as factscore_lib
 from evaluation.cascade import CALL_MODES, CascadeConfig, generate, make_partner, rag_prefix, render, summarize
-from evaluation.checkpoint import checkpoint_fingerprint, load_checkpoint
+from evaluation.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
 from evaluation.entities import bio_generation, build_embedded_knowledge, entity_prompts
 from evaluation.fact_overlap import fact_overlap_proxy
 from evaluation.factscore import FactScoreConfig
@@ -35,7 +35,7 @@ from evaluation.leakage import LeakageConfig, evaluate_leakage
 from evaluation.nlu import NLU_DIR, evaluate_nlu
 from evaluation.validation import ValidationConfig, evaluate_validation
 from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_json, write_json
-from trainer.masks import get_method
+from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE
 
 checkpoint_partitions = DynamicPartitionsDefinition(name="checkpoints")
@@ -110,6 +110,10 @@ def latest_checkpoint_of(storage: LacyStorage, name: str) -> str | None:
 # ---------------------------------------------------------------- validation losses
 
 
+CALL_DECISION_KEYS = ("call_top_fraction", "mean_p_call_at_calls", "mean_p_call_at_non_calls",
+                      *(f"call_auc_{r}" for r in validation.REFERENCES))
+
+
 class ValidationLossesConfig(Config):
     max_tokens: int | None = None  # the first N validation tokens (None: all)
     batch_size: int = 8
@@ -128,14 +132,19 @@ def validation_losses(context: AssetExecutionContext, config: ValidationLossesCo
     baseline = config.baseline or latest_checkpoint_of(storage, "baseline")
     if baseline and Path(baseline).resolve() == ckpt.resolve():
         baseline = None
+    method = METHODS.get(read_meta(ckpt)["method"])
+    reference = latest_checkpoint_of(storage, REFERENCE) if method and method.needs_ref_loss else None  # rho1's rule on validation
     result = evaluate_validation(
-        ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens), context.log.info
+        ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens),
+        context.log.info, reference,
     )
     path = _save(context, storage, "validation_losses", result)
-    keys = ("call_loss", "non_call_loss", "total_loss", "call_fraction", "baseline_call_loss", "baseline_non_call_loss", "baseline_total_loss")
+    keys = ("call_loss", "call_loss_without_call", "non_call_loss", "total_loss", "call_fraction", "baseline_call_loss",
+            "baseline_non_call_loss", "baseline_total_loss", *CALL_DECISION_KEYS)
     return MaterializeResult(
         metadata={
             **{k: round(result[k], 4) for k in keys if result.get(k) is not None},
+            **{f"{k}_not_measured": reason for k, reason in result["call_auc_notes"].items()},
             "tokens": result["tokens"],
             "baseline_checkpoint": MetadataValue.path(str(baseline)) if baseline else "none",
             "result": MetadataValue.path(str(path)),

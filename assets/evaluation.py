@@ -123,7 +123,8 @@ class ValidationLossesConfig(Config):
 @evaluation_asset(
     "validation_losses",
     "A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and the "
-    "baseline's losses on the same call mask (Figure 5).",
+    "baseline's losses on the same call mask (Figure 5); the call decision (top fraction, p(<CALL>), ROC AUCs "
+    "of the <CALL> logit against the method's own rule, spaCy facts and the baseline's hard tokens).",
     deps=[token_shards],
 )
 def validation_losses(context: AssetExecutionContext, config: ValidationLossesConfig, storage: LacyStorage) -> MaterializeResult:

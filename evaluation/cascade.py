@@ -120,7 +120,7 @@ class CallBudget:
     one call outside [budget - tolerance, budget + tolerance] of the steps, it is flipped.
     """
 
-    def __init__(self, budget: float = 0.22, tolerance: float = 0.01, window: int = 1024, horizon: float = 32.0):
+    def __init__(self, budget: float = 0.22, tolerance: float = 0.01, window: int = 1024, horizon: float = 8.0):
         if not 0.0 <= budget <= 1.0:
             raise ValueError(f"call budget {budget} is not in [0, 1]")
         self.budget, self.tolerance, self.horizon = budget, tolerance, horizon

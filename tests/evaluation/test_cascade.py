@@ -128,6 +128,7 @@ def test_call_budget_holds_the_band_whatever_the_logits_do(stream, budget):
     controller = CallBudget(budget)
     calls = np.array([controller.decide(z) for z in STREAMS[stream](np.random.default_rng(0))])
     assert abs(calls.mean() - budget) <= 0.02
+    assert controller.guarded / N < 0.02  # the feedback holds the rate; the guard is a last resort
     for end in (500, 2000, 5000):  # at every prefix long enough for the band to be met
         assert abs(calls[:end].mean() - budget) <= 0.02, end
 
@@ -139,7 +140,7 @@ def test_call_budget_calls_where_the_logit_is_high():
     calls = np.array([controller.decide(v) for v in z])
     assert controller.guarded / N < 0.01  # the quantile rule decides, the guard almost never
     top = z >= np.quantile(z, 1 - 0.22)
-    assert (calls & top).sum() / calls.sum() > 0.85  # precision against the true top 22%
+    assert (calls & top).sum() / calls.sum() > 0.8  # precision against the true top 22% (0.22 by chance)
     assert (z[calls] > np.median(z)).mean() > 0.97
     gaps = np.diff(np.flatnonzero(calls))
     assert gaps.std() > 2.0  # irregular spacing, as the logits are

@@ -13,7 +13,7 @@ An EOS target (the separator before a document) is never a call: the trainer's m
 rank it (its class is neither fact nor other, its reference loss is NaN), so C_M is chosen
 among the other positions, 15% of all positions as in the trainer.
 
-The call decision (`call_decision`), over the positions that can be calls (EOS targets
+The call decision (`CallDecision`), over the positions that can be calls (EOS targets
 excluded): mean p(<CALL>) at C_M and elsewhere, and the ROC AUC of the <CALL> logit against
 (a) the method's own call rule of `trainer.masks.build_masks` applied to this model on the
 validation batches, (b) spaCy fact tokens, (c) a-priori hard tokens, the 15% of each batch's

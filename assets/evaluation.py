@@ -25,8 +25,8 @@ from assets.resources import LacyStorage
 from assets.training import latest_run
 from evaluation import atomic_facts, cascade, checkpoint, entities, fact_overlap, knowledge, leakage, llm_backends, nlu, validation
 from evaluation import factscore as factscore_lib
-from evaluation.cascade import CascadeConfig, generate, make_partner, rag_prefix, render, summarize
-from evaluation.checkpoint import checkpoint_fingerprint, load_checkpoint
+from evaluation.cascade import CALL_MODES, CascadeConfig, generate, make_partner, rag_prefix, render, summarize
+from evaluation.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
 from evaluation.entities import bio_generation, build_embedded_knowledge, entity_prompts
 from evaluation.fact_overlap import fact_overlap_proxy
 from evaluation.factscore import FactScoreConfig
@@ -35,6 +35,7 @@ from evaluation.leakage import LeakageConfig, evaluate_leakage
 from evaluation.nlu import NLU_DIR, evaluate_nlu
 from evaluation.validation import ValidationConfig, evaluate_validation
 from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_json, write_json
+from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE
 
 checkpoint_partitions = DynamicPartitionsDefinition(name="checkpoints")
@@ -109,6 +110,10 @@ def latest_checkpoint_of(storage: LacyStorage, name: str) -> str | None:
 # ---------------------------------------------------------------- validation losses
 
 
+CALL_DECISION_KEYS = ("call_top_fraction", "mean_p_call_at_calls", "mean_p_call_at_non_calls",
+                      *(f"call_auc_{r}" for r in validation.REFERENCES))
+
+
 class ValidationLossesConfig(Config):
     max_tokens: int | None = None  # the first N validation tokens (None: all)
     batch_size: int = 8
@@ -118,7 +123,8 @@ class ValidationLossesConfig(Config):
 @evaluation_asset(
     "validation_losses",
     "A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and the "
-    "baseline's losses on the same call mask (Figure 5).",
+    "baseline's losses on the same call mask (Figure 5); the call decision (top fraction, p(<CALL>), ROC AUCs "
+    "of the <CALL> logit against the method's own rule, spaCy facts and the baseline's hard tokens).",
     deps=[token_shards],
 )
 def validation_losses(context: AssetExecutionContext, config: ValidationLossesConfig, storage: LacyStorage) -> MaterializeResult:
@@ -127,14 +133,19 @@ def validation_losses(context: AssetExecutionContext, config: ValidationLossesCo
     baseline = config.baseline or latest_checkpoint_of(storage, "baseline")
     if baseline and Path(baseline).resolve() == ckpt.resolve():
         baseline = None
+    method = METHODS.get(read_meta(ckpt)["method"])
+    reference = latest_checkpoint_of(storage, REFERENCE) if method and method.needs_ref_loss else None  # rho1's rule on validation
     result = evaluate_validation(
-        ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens), context.log.info
+        ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens),
+        context.log.info, reference,
     )
     path = _save(context, storage, "validation_losses", result)
-    keys = ("call_loss", "non_call_loss", "total_loss", "call_fraction", "baseline_call_loss", "baseline_non_call_loss", "baseline_total_loss")
+    keys = ("call_loss", "call_loss_without_call", "non_call_loss", "total_loss", "call_fraction", "baseline_call_loss",
+            "baseline_non_call_loss", "baseline_total_loss", *CALL_DECISION_KEYS)
     return MaterializeResult(
         metadata={
             **{k: round(result[k], 4) for k in keys if result.get(k) is not None},
+            **{f"{k}_not_measured": reason for k, reason in result["call_auc_notes"].items()},
             "tokens": result["tokens"],
             "baseline_checkpoint": MetadataValue.path(str(baseline)) if baseline else "none",
             "result": MetadataValue.path(str(path)),
@@ -152,14 +163,34 @@ class CascadeGenerationsConfig(Config):
     split: str = "train"  # embedded people of this split (their articles are in the pretraining data, as in the paper)
     limit: int | None = 40  # the first N entities (CPU); None = all
     max_new_tokens: int = 256
-    target_call_rate: float = 0.15
+    call_budget: float = 0.22  # section 5.1: "an equal call budget of 22% of tokens" (the budgeted mode)
+    modes: list[str] = list(CALL_MODES)  # "budgeted" is the one FactScore and Figures 2/6 use
     rag: bool = False  # A.5's RAG prompt for the partner, with the entity's article (embedded only)
+
+
+NO_CALL = "no_call"  # the mode run in addition for a model trained without calls (the baseline)
+
+
+def cascade_modes(config: CascadeGenerationsConfig, method: str) -> list[str]:
+    """The generation modes of a checkpoint: the configured ones, "budgeted" always, and
+    `no_call` for a method that does not train <CALL> (the baseline appears twice: without
+    calls, and with its untrained <CALL> logit under the same budget)."""
+    modes = list(dict.fromkeys(["budgeted", *config.modes]))
+    return modes + ([NO_CALL] if not get_method(method).calls else [])
+
+
+def mode_config(mode: str, config: CascadeGenerationsConfig) -> CascadeConfig:
+    if mode == NO_CALL:
+        return CascadeConfig(max_new_tokens=config.max_new_tokens, calls=False)
+    return CascadeConfig(max_new_tokens=config.max_new_tokens, call_mode=mode, call_budget=config.call_budget)
 
 
 @evaluation_asset(
     "cascade_generations",
     "A.5: biographies by the model in a cascade with its partner (greedy, 256 tokens, repetition "
-    "penalty 1.2, calls calibrated by a running threshold), with the call rate and partner cost.",
+    "penalty 1.2), once per call mode: at an equal call budget (22% of the generated tokens of all "
+    "biographies) and natively (where <CALL> is the argmax); the baseline also without calls. "
+    "Per mode: the realized call rate, per generation and overall, and the partner cost.",
 )
 def cascade_generations(context: AssetExecutionContext, config: CascadeGenerationsConfig, storage: LacyStorage) -> MaterializeResult:
     _cpu_threads()
@@ -174,31 +205,26 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
     if config.rag:
         articles = {p["title"]: p["text"] for p in entities.embedded_people("all")}
         prefixes = [rag_prefix(entity, articles.get(title)) for entity, _, title in rows]
-    gens = generate(
-        small,
-        [prompt for _, prompt, _ in rows],
-        partner,
-        CascadeConfig(max_new_tokens=config.max_new_tokens, target_call_rate=config.target_call_rate),
-        prefixes,
-        context.log.info,
-    )
-    stats = summarize(gens)
-    result = {
-        "checkpoint": small.identity(),
-        "partner": str(partner_dir),
-        "config": config.model_dump(),
-        "summary": stats,
-        "generations": [{"entity": e, "title": t, **g.to_dict()} for (e, _, t), g in zip(rows, gens)],
-    }
+    runs = {}
+    for mode in cascade_modes(config, small.meta["method"]):
+        context.log.info(f"cascade: mode {mode}")
+        runs[mode] = generate(small, [prompt for _, prompt, _ in rows], partner, mode_config(mode, config), prefixes, context.log.info)
+    modes = {mode: {"summary": summarize(gens), "generations": [{"entity": e, "title": t, **g.to_dict()} for (e, _, t), g in zip(rows, gens)]}
+             for mode, gens in runs.items()}
+    result = {"checkpoint": small.identity(), "partner": str(partner_dir), "config": config.model_dump(), "modes": modes}
     path = _save(context, storage, "cascade_generations", result)
+    budgeted = modes["budgeted"]
+    examples = "\n\n".join(f"**{e}**: {render(g, color=False)}" for (e, _, _), g in list(zip(rows, runs["budgeted"]))[:3])
     return MaterializeResult(
         metadata={
-            "generations": len(gens),
-            "realized_call_rate": round(stats["call_rate"], 4),
-            "partner_token_fraction": round(stats["partner_token_fraction"], 4),
-            "mean_partner_tokens_per_call": round(stats["mean_partner_tokens_per_call"], 2),
+            "generations": len(rows),
+            "call_budget": config.call_budget,
+            **{f"realized_call_rate_{m}": round(r["summary"]["call_rate"], 4) for m, r in modes.items()},
+            "guarded_steps_budgeted": budgeted["summary"]["guarded_steps"],
+            "partner_token_fraction": round(budgeted["summary"]["partner_token_fraction"], 4),
+            "mean_partner_tokens_per_call": round(budgeted["summary"]["mean_partner_tokens_per_call"], 2),
             "partner": MetadataValue.path(str(partner_dir)),
-            "examples": MetadataValue.md("\n\n".join(f"**{e}**: {render(g, color=False)}" for (e, _, _), g in list(zip(rows, gens))[:3])),
+            "examples": MetadataValue.md(examples),
             "result": MetadataValue.path(str(path)),
         }
     )
@@ -235,6 +261,16 @@ class FactScoreAssetConfig(Config):
     gamma: int = 10
 
 
+def score_generations(generations: list[dict], ks: KnowledgeSource, llm, gamma: int, log) -> dict:
+    """The lexical proxy of a list of generation records, and FactScore when a judge `llm` is given."""
+    topics = [g["title"] for g in generations]
+    texts = [bio_generation(g["entity"], g["text"]) for g in generations]
+    result = {"fact_overlap_proxy": fact_overlap_proxy(topics, texts, ks, gamma=gamma, log=log)}
+    if llm is not None:
+        result["factscore"] = factscore_lib.factscore(topics, texts, ks, llm, llm, FactScoreConfig(gamma=gamma), log=log)
+    return result
+
+
 @evaluation_asset(
     "factscore",
     "FactScore (App. B) of the cascade's biographies when a judge LLM is configured; always the "
@@ -246,14 +282,15 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
     if gens is None:
         raise FileNotFoundError(f"{result_path(storage, context.partition_key, 'cascade_generations')}: materialize cascade_generations first")
     source = read_json(storage.path("knowledge", "source.json"))
-    topics = [g["title"] for g in gens["generations"]]
-    texts = [bio_generation(g["entity"], g["text"]) for g in gens["generations"]]
+    llm = None
+    if config.judge_backend:
+        llm = llm_backends.load_llm(config.judge_backend, config.judge_model, config.base_url or None, device=_device(),
+                                    cache_path=storage.path("evaluation", "judge_cache.jsonl"))
     with KnowledgeSource(source["path"]) as ks:
-        result = {"fact_overlap_proxy": fact_overlap_proxy(topics, texts, ks, gamma=config.gamma, log=context.log.info)}
-        if config.judge_backend:
-            llm = llm_backends.load_llm(config.judge_backend, config.judge_model, config.base_url or None, device=_device(),
-                                        cache_path=storage.path("evaluation", "judge_cache.jsonl"))
-            result["factscore"] = factscore_lib.factscore(topics, texts, ks, llm, llm, FactScoreConfig(gamma=config.gamma), log=context.log.info)
+        # the budgeted generations (Figures 2/6); the baseline's generations without calls beside them
+        result = score_generations(gens["modes"]["budgeted"]["generations"], ks, llm, config.gamma, context.log.info)
+        if NO_CALL in gens["modes"]:
+            result[NO_CALL] = score_generations(gens["modes"][NO_CALL]["generations"], ks, llm, config.gamma, context.log.info)
     result["knowledge_source"] = source["path"]
     path = _save(context, storage, "factscore", result)
     proxy = result["fact_overlap_proxy"]
@@ -265,6 +302,8 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
     }
     if "factscore" in result:
         metadata["factscore"] = round(result["factscore"]["score"], 4)
+    if NO_CALL in result:
+        metadata["fact_overlap_proxy_no_call"] = round(result[NO_CALL]["fact_overlap_proxy"]["score"], 4)
     return MaterializeResult(metadata=metadata)
 
 

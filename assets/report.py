@@ -1,7 +1,12 @@
 """`comparison_report`: the paper's comparisons over every method's latest model: FactScore
-(or its proxy) with cascade against fact leakage without (Figures 2 and 6), call and
-non-call losses against matched baselines (Figure 5), NLU (Table 1) and the labeling cost
-(Table 2). PNG plots and markdown tables in the metadata and under artifacts/report/."""
+(or its proxy) with cascade at the equal call budget against fact leakage without calls
+(Figures 2 and 6), call and non-call losses against matched baselines (Figure 5), the call
+decision (how the <CALL> logit ranks positions, and the realized call rates of the budgeted
+and native cascades), NLU (Table 1) and the labeling cost (Table 2). PNG plots and markdown
+tables in the metadata and under artifacts/report/.
+
+The baseline appears twice wherever cascade results are shown: without calls, and with its
+untrained <CALL> logit under the same call budget as every other method."""
 
 from pathlib import Path
 
@@ -9,7 +14,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.evaluation import checkpoint_dir, fact_leakage, factscore_eval, nlu_eval, read_result, validation_losses
+from assets.evaluation import (
+    NO_CALL,
+    cascade_generations,
+    checkpoint_dir,
+    fact_leakage,
+    factscore_eval,
+    nlu_eval,
+    read_result,
+    validation_losses,
+)
 from assets.metadata import markdown_table, md_plot, md_table
 from assets.resources import LacyStorage
 from assets.training import LATEST
@@ -28,7 +42,7 @@ NAMES = {  # as the paper writes them
     "lacy_ignore": "LaCy + Ignore",
 }
 NLU_TASKS = ("arc_easy", "hellaswag", "piqa", "social_iqa")
-REPORTED = ("validation_losses", "factscore", "fact_leakage", "nlu")  # the evaluations the report reads
+REPORTED = ("validation_losses", "cascade_generations", "factscore", "fact_leakage", "nlu")  # the evaluations the report reads
 PAPER_TABLE2 = {"LLM judge": "233 h / 1B tokens, one A100 GPU", "Rho-1": "56 h / 1B tokens, one A100 GPU", "LaCy": "152 h / 1B tokens, one CPU core"}
 
 
@@ -62,9 +76,21 @@ def factuality(result: dict) -> tuple[str, float]:
     return "fact_overlap_proxy (not FactScore)", result["fact_overlap_proxy"]["score"]
 
 
+def cascade_entries(method: str, row: dict) -> list[tuple[str, dict | None]]:
+    """(name, factscore result) of each cascade a method is shown with: the budgeted one, and
+    for a model trained without calls also the one without calls, each named for what it is."""
+    factscore = row["factscore"]
+    if METHODS[method].calls:
+        return [(NAMES[method], factscore)]
+    budget = (row["cascade_generations"] or {}).get("config", {}).get("call_budget")
+    at = f"at the {budget:.0%} call budget" if budget is not None else "at the call budget"
+    return [(f"{NAMES[method]}, without calls", factscore and factscore.get(NO_CALL)),
+            (f"{NAMES[method]}, untrained <CALL> logit {at}", factscore)]
+
+
 def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
-    points = [(NAMES[m], leakage_score(r["fact_leakage"]), *factuality(r["factscore"])) for m, r in rows.items()
-              if r["fact_leakage"] and r["factscore"]]
+    points = [(name, leakage_score(r["fact_leakage"]), *factuality(f)) for m, r in rows.items()
+              for name, f in cascade_entries(m, r) if r["fact_leakage"] and f]
     if not points:
         return "no method has both fact leakage and FactScore results yet"
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -80,7 +106,7 @@ def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
         ax.text(0.98, 0.98, f"every model leaks {xs[0]:.3g} at this scale", transform=ax.transAxes, ha="right", va="top",
                 fontsize=8, color="0.4")
     ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata), lower is better")
-    ax.set_ylabel(f"{points[0][2]} with cascade, higher is better")
+    ax.set_ylabel(f"{points[0][2]} with cascade at the equal call budget, higher is better")
     ax.set_title("Figures 2 and 6: factuality with cascade vs fact leakage")
     return md_plot(fig, save_to)
 
@@ -129,18 +155,63 @@ def nlu_table(rows: dict) -> list[dict]:
 def summary_table(rows: dict) -> list[dict]:
     table = []
     for m, r in rows.items():
-        v, f, leak = r["validation_losses"], r["factscore"], r["fact_leakage"]
+        v, leak = r["validation_losses"], r["fact_leakage"]
+        for name, f in cascade_entries(m, r):
+            table.append({
+                "model": name,
+                "checkpoint": r["partition"],
+                "call loss": v["call_loss"] if v else None,
+                "baseline call loss": v.get("baseline_call_loss") if v else None,
+                "non-call loss": v["non_call_loss"] if v else None,
+                "baseline non-call loss": v.get("baseline_non_call_loss") if v else None,
+                factuality(f)[0] if f else "FactScore": factuality(f)[1] if f else None,
+                "fact leakage": leakage_score(leak) if leak else None,
+            })
+    return table
+
+
+AUCS = {"call_auc_own_rule": "AUC vs own rule", "call_auc_facts": "AUC vs spaCy facts", "call_auc_hard_tokens": "AUC vs hard tokens"}
+
+
+def call_decision_table(rows: dict) -> list[dict]:
+    """Per method: how its <CALL> logit ranks validation positions, and how often its cascade
+    calls at the equal budget and natively (where <CALL> is the argmax)."""
+    table = []
+    for m, r in rows.items():
+        v, c = r["validation_losses"] or {}, r["cascade_generations"] or {}
+        rates = {mode: c["modes"][mode]["summary"]["call_rate"] for mode in c.get("modes", {})}
         table.append({
-            "model": NAMES[m],
-            "checkpoint": r["partition"],
-            "call loss": v["call_loss"] if v else None,
-            "baseline call loss": v.get("baseline_call_loss") if v else None,
-            "non-call loss": v["non_call_loss"] if v else None,
-            "baseline non-call loss": v.get("baseline_non_call_loss") if v else None,
-            factuality(f)[0] if f else "FactScore": factuality(f)[1] if f else None,
-            "fact leakage": leakage_score(leak) if leak else None,
+            "model": NAMES[m] if METHODS[m].calls else f"{NAMES[m]} (untrained <CALL> logit)",
+            "<CALL> top fraction": v.get("call_top_fraction"),
+            "p(CALL) at calls": v.get("mean_p_call_at_calls"),
+            "p(CALL) elsewhere": v.get("mean_p_call_at_non_calls"),
+            **{label: v.get(key) for key, label in AUCS.items()},
+            "call loss (p)": v.get("call_loss"),
+            "call loss (p\\CALL)": v.get("call_loss_without_call"),
+            "call rate, budgeted": rates.get("budgeted"),
+            "call rate, native": rates.get("native"),
         })
     return table
+
+
+def call_aucs(rows: dict, save_to: Path) -> MetadataValue | str:
+    methods = [m for m, r in rows.items() if r["validation_losses"]]
+    if not methods:
+        return "no method has validation results yet"
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(methods))
+    width = 0.8 / len(AUCS)
+    for i, (key, label) in enumerate(AUCS.items()):
+        values = [rows[m]["validation_losses"].get(key) for m in methods]
+        ax.bar(x + (i - 1) * width, [np.nan if v is None else v for v in values], width, label=label)
+    ax.axhline(0.5, color="0.5", lw=0.8, ls="--")
+    ax.text(len(methods) - 0.5, 0.5, "chance", ha="right", va="bottom", fontsize=8, color="0.4")
+    ax.set_xticks(x, [NAMES[m] for m in methods], rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("ROC AUC of the <CALL> logit")
+    ax.set_title("Call decision on validation (missing bar: reference not available, see the table notes)")
+    ax.legend(fontsize=8)
+    return md_plot(fig, save_to)
 
 
 def cost_table(storage: LacyStorage) -> list[dict]:
@@ -168,8 +239,9 @@ def markdown(title: str, rows: list[dict]) -> str:
 
 @asset(
     group_name="evaluation",
-    deps=[validation_losses, factscore_eval, fact_leakage, nlu_eval],
-    description="The paper's comparisons over every method's latest model: Figures 2/6 and 5, Tables 1 and 2.",
+    deps=[validation_losses, cascade_generations, factscore_eval, fact_leakage, nlu_eval],
+    description="The paper's comparisons over every method's latest model: Figures 2/6 and 5, the call decision "
+    "and realized call rates, Tables 1 and 2.",
 )
 def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
     rows = collect(storage)
@@ -180,9 +252,13 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
         context.log.warning(f"not evaluated yet: {line}")
     figure2 = factscore_vs_leakage(rows, out / "factscore_vs_leakage.png")
     figure5 = call_losses(rows, out / "call_losses.png")
-    summary, nlu, cost = summary_table(rows), nlu_table(rows), cost_table(storage)
+    aucs = call_aucs(rows, out / "call_aucs.png")
+    summary, decision, nlu, cost = summary_table(rows), call_decision_table(rows), nlu_table(rows), cost_table(storage)
+    notes = [f"- {NAMES[m]}: {k.replace('_', ' ')} not measured: {reason}" for m, r in rows.items() if r["validation_losses"]
+             for k, reason in r["validation_losses"].get("call_auc_notes", {}).items()]
     report = "# LaCy comparison report\n\n" + "\n".join(
-        [markdown("Methods", summary), markdown("Table 1: NLU accuracy (%) without cascade", nlu), markdown("Table 2: cost of producing pretraining labels", cost)]
+        [markdown("Methods", summary), markdown("Call decision", decision) + "\n".join(notes) + "\n",
+         markdown("Table 1: NLU accuracy (%) without cascade", nlu), markdown("Table 2: cost of producing pretraining labels", cost)]
     )
     if missing:
         report += "\n## Not evaluated yet\n\n" + "\n".join(f"- {line}" for line in missing) + "\n"
@@ -192,6 +268,8 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
             "methods": len(rows),
             "figure_2_6_factscore_vs_leakage": figure2,
             "figure_5_call_losses": figure5,
+            "call_decision_aucs": aucs,
+            "call_decision": md_table(decision) if decision else "no trained methods yet",
             "summary": md_table(summary) if summary else "no trained methods yet",
             "table_1_nlu": md_table(nlu) if nlu else "no NLU results yet",
             "table_2_cost": md_table(cost),

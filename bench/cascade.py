@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--partner", type=Path)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--target-call-rate", type=float, default=0.15)
+    parser.add_argument("--call-budget", type=float, default=0.22)
     parser.add_argument("--rag-chars", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
@@ -75,12 +75,12 @@ def main() -> None:
         settings = {"both cached": (True, True), "partner re-reads": (True, False), "neither cached": (False, False)}
         results = {}
         for label, (small_cache, partner_cache) in settings.items():
-            config = CascadeConfig(max_new_tokens=args.max_new_tokens, target_call_rate=args.target_call_rate,
+            config = CascadeConfig(max_new_tokens=args.max_new_tokens, call_budget=args.call_budget,
                                    reuse_cache=small_cache)
             seconds, gens = run(model, partner, prompts, prefixes, config, partner_cache)
             results[label] = (seconds, gens)
     base_seconds, base = results["neither cached"]
-    print(f"{len(prompts)} prompts, max {args.max_new_tokens} new tokens, target call rate {args.target_call_rate}, "
+    print(f"{len(prompts)} prompts, max {args.max_new_tokens} new tokens, call budget {args.call_budget}, "
           f"RAG prefix chars {args.rag_chars}, torch threads {torch.get_num_threads()}")
     for label, (seconds, gens) in results.items():
         s = summarize(gens)

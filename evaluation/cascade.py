@@ -9,9 +9,14 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   that EOS counts too. `<CALL>` is never in a sequence, so its logit is never penalized.
   The partner's logits get the same penalty over its own input ids (the paper states
   greedy decoding with repetition penalty 1.2 for its Qwen partner).
-- When to call: `CallThreshold` (a running quantile of the `<CALL>` logit; rule in its
-  docstring). With calls disabled (`CascadeConfig.calls=False`, `--no-call`) the `<CALL>`
-  logit is -inf: the small model picks the argmax of the other tokens.
+- When to call (`CascadeConfig.call_mode`): "budgeted" calls by `CallBudget`, one controller
+  shared by all generations of a run, so every method is compared at one realized rate
+  (`call_budget`, default 22%, the paper's realized equal budget); "native" calls exactly
+  where `<CALL>` is the argmax of the small model's logits after the repetition penalty
+  (section 4: "generates text autoregressively until a <CALL> token is generated"; the
+  penalty never touches `<CALL>`, and on an exact tie the text token wins). With calls
+  disabled (`CascadeConfig.calls=False`, `--no-call`) the `<CALL>` logit is -inf: the small
+  model picks the argmax of the other tokens.
 - "Missing from our vocabulary" (`PartnerTokenMap.to_ours`): the partner token's text is
   empty (a special token), contains U+FFFD (part of a UTF-8 character), or our tokenizer
   can encode it only with the unknown piece or byte-fallback pieces of non-ASCII bytes (a
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import sys
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,51 +95,66 @@ def repetition_penalty(logits: torch.Tensor, seen_ids: Sequence[int] | torch.Ten
     return out
 
 
-class CallThreshold:
-    """The running threshold on the `<CALL>` logit (A.5, "Calibration of the Calling Ratio").
+class CallBudget:
+    """Equal call budgets (section 5.1, A.5): decides at each generated position whether to
+    call, so that the realized rate over *all* generated positions of an evaluation (every
+    generation shares one controller) stays at `budget`, while calls go where the `<CALL>`
+    logit is relatively high.
 
-    The history H holds every `<CALL>` logit seen so far in this generation, seeded with the
-    prompt's positions (the prefill computes them anyway). At step t, with c calls so far,
-    the quantile level adjusts to the calls made so far:
+    Running quantile: W holds the last `window` `<CALL>` logits seen (a window, because the
+    logits drift during generation, A.5). The level adjusts to the realized rate by the
+    deficit of calls so far (integral feedback on the count, so it cannot settle off target):
 
-        q_0 = r,   q_t = clip(2 r - c / t, 0, 1)   (t >= 1)
+        d = budget * steps - calls,   q = clip(budget + d / horizon, 0, 1)
 
-    so it is above the target rate r while the realized rate c/t is below r, and below r
-    when it is above. The step calls iff the current logit z ranks in the top q of H and z:
+    A logit z calls iff its mid-rank among W and z lies in the top q:
 
-        #{h in H : h >= z} < q (|H| + 1)
+        #{w in W : w > z} + (#{w in W : w = z} + 1) / 2  <=  q (|W| + 1)
 
-    (q = 0 never calls, q = 1 always calls). Then z joins H.
+    (ties share their ranks, so a flat stream calls when q >= 1/2, which the feedback makes
+    happen at the budget's rate.) A stream that drifts up tops W at every step and calls
+    until the surplus pushes q to 0; one that drifts down calls only when the deficit has
+    raised q near 1; both settle within a bounded number of calls of the budget.
 
-    On stationary logits the realized rate converges to r. When the logits drift upward
-    during a generation (each new one tends to top the history), a fixed level would call
-    at nearly every step; the adjustment stops calls once c/t reaches 2r, so the realized
-    rate stays between r and 2r, which is the kind of overshoot the paper reports (15%
-    target, about 22% realized). The target rate is a parameter: pass 0.22 to aim at the
-    paper's realized budget instead.
+    Last resort (`guarded`): when the decision would leave the cumulative count more than
+    one call outside [budget - tolerance, budget + tolerance] of the steps, it is flipped.
     """
 
-    def __init__(self, target_rate: float, history: Sequence[float] = ()):
-        if not 0.0 <= target_rate <= 1.0:
-            raise ValueError(f"target call rate {target_rate} is not in [0, 1]")
-        self.target = target_rate
-        self.history = sorted(float(h) for h in history)
-        self.steps = 0
-        self.calls = 0
+    def __init__(self, budget: float = 0.22, tolerance: float = 0.01, window: int = 1024, horizon: float = 8.0):
+        if not 0.0 <= budget <= 1.0:
+            raise ValueError(f"call budget {budget} is not in [0, 1]")
+        self.budget, self.tolerance, self.horizon = budget, tolerance, horizon
+        self.recent: deque[float] = deque(maxlen=window)
+        self.sorted: list[float] = []
+        self.steps = self.calls = self.guarded = 0
 
     @property
     def level(self) -> float:
-        if self.steps == 0:
-            return self.target
-        return min(max(2 * self.target - self.calls / self.steps, 0.0), 1.0)
+        return min(max(self.budget + (self.budget * self.steps - self.calls) / self.horizon, 0.0), 1.0)
+
+    @property
+    def rate(self) -> float:
+        return self.calls / max(self.steps, 1)
 
     def decide(self, call_logit: float) -> bool:
-        higher = len(self.history) - bisect.bisect_left(self.history, call_logit)
-        call = higher < self.level * (len(self.history) + 1)
-        bisect.insort(self.history, call_logit)
-        self.steps += 1
-        self.calls += call
+        z = float(call_logit)
+        lo, hi = bisect.bisect_left(self.sorted, z), bisect.bisect_right(self.sorted, z)
+        mid_rank = len(self.sorted) - hi + (hi - lo + 1) / 2
+        call = mid_rank <= self.level * (len(self.sorted) + 1)
+        steps = self.steps + 1
+        if not call and self.calls < (self.budget - self.tolerance) * steps - 1:
+            call, self.guarded = True, self.guarded + 1
+        elif call and self.calls + 1 > (self.budget + self.tolerance) * steps + 1:
+            call, self.guarded = False, self.guarded + 1
+        self._remember(z)
+        self.steps, self.calls = steps, self.calls + call
         return call
+
+    def _remember(self, z: float) -> None:
+        if len(self.recent) == self.recent.maxlen:
+            self.sorted.pop(bisect.bisect_left(self.sorted, self.recent[0]))
+        self.recent.append(z)
+        bisect.insort(self.sorted, z)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -328,14 +349,22 @@ class PartnerTokenMap:
         return ids
 
 
+CALL_MODES = ("budgeted", "native")
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
     max_new_tokens: int = 256
     repetition_penalty: float = 1.2
-    target_call_rate: float = 0.15  # the paper's target; it observed about 22% realized
+    call_budget: float = 0.22  # section 5.1: "an equal call budget of 22% of tokens" (call_mode "budgeted")
+    call_mode: str = "budgeted"  # or "native": call where <CALL> is the argmax
     calls: bool = True  # False: the <CALL> logit is -inf (no partner needed)
     max_partner_tokens: int = 3
     reuse_cache: bool = True  # False re-reads whole sequences (small model and partner)
+
+    def __post_init__(self):
+        if self.call_mode not in CALL_MODES:
+            raise ValueError(f"unknown call mode {self.call_mode!r}; choose from {', '.join(CALL_MODES)}")
 
 
 @dataclass
@@ -353,6 +382,7 @@ class Generation:
     second_choice_calls: int = 0
     multi_token_calls: int = 0
     rejected_calls: int = 0  # both partner choices missing: the small model's token was used
+    guarded_steps: int = 0  # steps whose call decision `CallBudget`'s last-resort guard flipped
     stop: str = ""  # "eos", "max_new_tokens" or "context"
 
     @property
@@ -379,11 +409,21 @@ class _Sequence:
     n_prompt: int  # len([EOS] + prompt)
     partner_prefix: str
     last_logits: torch.Tensor
-    threshold: CallThreshold
     gen: Generation
     pending: list[int] = field(default_factory=list)
     pending_from_partner: bool = False
     done: bool = False
+
+
+def _calls(seq: _Sequence, config: CascadeConfig, budget: CallBudget, call_id: int) -> bool:
+    if not config.calls:
+        return False
+    if config.call_mode == "native":
+        return int(repetition_penalty(seq.last_logits, seq.ids, config.repetition_penalty).argmax()) == call_id
+    guarded = budget.guarded
+    call = budget.decide(float(seq.last_logits[call_id]))
+    seq.gen.guarded_steps += budget.guarded - guarded
+    return call
 
 
 def _own_token(seq: _Sequence, call_id: int, penalty: float) -> int:
@@ -434,21 +474,21 @@ def generate(
     lm = CachedLM(small.model, config.reuse_cache)
     token_map = PartnerTokenMap(tok, config.max_partner_tokens)
     prefixes = partner_prefixes or [""] * len(prompts)
+    budget = CallBudget(config.call_budget)
     seqs = []
     for key, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
         ids = [tok.eos_id] + tok.encode(prompt).tolist()
         if len(ids) >= small.max_positions:
             raise ValueError(f"prompt {key} has {len(ids)} tokens; the model's context is {small.max_positions}")
         logits, _ = lm.logits(key, ids)
-        seqs.append(_Sequence(key, ids, len(ids), prefix, logits[-1],
-                              CallThreshold(config.target_call_rate, logits[:-1, call_id].tolist()), Generation(prompt)))
+        seqs.append(_Sequence(key, ids, len(ids), prefix, logits[-1], Generation(prompt)))
     active, step = list(seqs), 0
     while active:
         step += 1
         callers = []
         for seq in active:
             seq.gen.steps += 1
-            if config.calls and seq.threshold.decide(float(seq.last_logits[call_id])):
+            if _calls(seq, config, budget, call_id):
                 callers.append(seq)
             else:
                 seq.pending, seq.pending_from_partner = [_own_token(seq, call_id, config.repetition_penalty)], False
@@ -515,6 +555,7 @@ def summarize(generations: Sequence[Generation]) -> dict:
         "second_choice_calls": sum(g.second_choice_calls for g in generations),
         "multi_token_calls": sum(g.multi_token_calls for g in generations),
         "rejected_calls": sum(g.rejected_calls for g in generations),
+        "guarded_steps": sum(g.guarded_steps for g in generations),
         "mean_partner_tokens_per_call": float(np.mean(processed)) if processed else 0.0,
         "mean_new_tokens": float(np.mean([len(g.token_ids) for g in generations])) if generations else 0.0,
     }

@@ -34,7 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="partner backend")
     p.add_argument("--no-call", action="store_true", help="disable calls (<CALL> logit at -inf); no partner needed")
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--target-call-rate", type=float, default=0.15)
+    p.add_argument("--call-mode", default="budgeted",
+                   help="budgeted: call at --call-budget of the steps of all prompts, where the <CALL> logit is "
+                        "relatively high; native: call where <CALL> is the argmax")
+    p.add_argument("--call-budget", type=float, default=0.22, help="the realized call rate of the budgeted mode")
     p.add_argument("--repetition-penalty", type=float, default=1.2)
     p.add_argument("--rag-article", type=Path, help="text file with the entity's article: use A.5's RAG prompt")
     p.add_argument("--rag-name", help="the person's name for the RAG prompt")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rag_article and not args.rag_name:
         raise SystemExit("lacy generate: --rag-article needs --rag-name")
     config = CascadeConfig(max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
-                           target_call_rate=args.target_call_rate, calls=not args.no_call)
+                           call_mode=args.call_mode, call_budget=args.call_budget, calls=not args.no_call)
     small = load_checkpoint(args.model, device=args.device)
     partner = None
     if not args.no_call:

@@ -9,24 +9,38 @@ overlap by one token (inputs = window[:-1], targets = window[1:]), so every toke
 the first is a target exactly once. The last, shorter window is kept (its own batch).
 Batches hold `batch_size` windows; "15% of tokens" is 15% of a batch's target tokens, as
 in the paper ("the top 15% call logits in a batch"), so C_M depends on the batching.
+An EOS target (the separator before a document) is never a call: the trainer's masks never
+rank it (its class is neither fact nor other, its reference loss is NaN), so C_M is chosen
+among the other positions, 15% of all positions as in the trainer.
+
+The call decision (`CallDecision`), over the positions that can be calls (EOS targets
+excluded): mean p(<CALL>) at C_M and elsewhere, and the ROC AUC of the <CALL> logit against
+(a) the method's own call rule of `trainer.masks.build_masks` applied to this model on the
+validation batches, (b) spaCy fact tokens, (c) a-priori hard tokens, the 15% of each batch's
+positions with the highest loss of the matched baseline (`top_k_mask`, as the masks rank).
+A reference that is missing (no call rule, no baseline, labels not scored on this split) is
+null with the reason beside it.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from evaluation import checkpoint
 from evaluation.checkpoint import Checkpoint, load_checkpoint
-from pipelines.facts import FACT
+from pipelines.facts import FACT, OTHER
 from pipelines.files import code_fingerprint, file_sha256, fingerprint
 from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
+from trainer.masks import METHODS, TokenLabels, build_masks, get_method, num_calls, top_k_mask
+from trainer.objective import LogitStats, logit_stats
 
 CALL_FRACTION = 0.15
 NO_CLASS = -1  # the EOS between documents has no word class
@@ -51,41 +65,45 @@ def call_is_top(logits: torch.Tensor, call_id: int) -> torch.Tensor:
     return logits[..., call_id] >= others.max(dim=-1).values
 
 
-def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_FRACTION) -> torch.Tensor:
+def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_FRACTION,
+                     candidates: torch.Tensor | None = None) -> torch.Tensor:
     """The call mask C_M of A.4.3 over all positions of `logits` [..., vocab].
 
     Positions where the call logit is the top logit (ties count as top) are calls; if there
     are more than `fraction` of all positions, keep those with the highest call logits; if
     fewer, add the positions with the next-highest call logits until `fraction` is reached.
+    Only `candidates` (bool [...], default all) can be calls; the budget counts all positions.
     """
     flat = logits.reshape(-1, logits.shape[-1])
     call = flat[:, call_id]
-    is_top = call_is_top(flat, call_id)
-    k = call_budget(len(call), fraction)
+    allowed = torch.ones_like(call, dtype=torch.bool) if candidates is None else candidates.reshape(-1)
+    is_top = call_is_top(flat, call_id) & allowed
+    k = min(call_budget(len(call), fraction), int(allowed.sum()))
     top = is_top.nonzero().flatten()
     if len(top) >= k:
         chosen = top[call[top].topk(k).indices]
     else:
-        rest = (~is_top).nonzero().flatten()
+        rest = (~is_top & allowed).nonzero().flatten()
         chosen = torch.cat([top, rest[call[rest].topk(k - len(top)).indices]])
     mask = torch.zeros(len(call), dtype=torch.bool, device=logits.device)
     mask[chosen] = True
     return mask.reshape(logits.shape[:-1])
 
 
-def token_losses(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position -log p(x) with the full softmax (eq. A.5) and -log p_{\\CALL}(x) with the
-    `<CALL>` logit at -inf (eq. A.6). Targets are never `<CALL>`."""
+def token_stats(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> LogitStats:
+    """The trainer's per-position statistics (flattened) of `logits` [..., vocab] for `targets` [...]."""
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
     if bool((targets == call_id).any()):
         raise ValueError("validation targets contain the <CALL> id")
-    logits = logits.float()
-    full = -torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-    without_call = logits.clone()
-    without_call[..., call_id] = float("-inf")
-    no_call = -torch.log_softmax(without_call, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-    return full, no_call
+    return logit_stats(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), call_id)
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position -log p(x) with the full softmax (eq. A.5) and -log p_{\\CALL}(x) with the
+    `<CALL>` logit at -inf (eq. A.6), in the shape of `targets`. Targets are never `<CALL>`."""
+    stats = token_stats(logits, targets, call_id)
+    return stats.full_token_loss.reshape(targets.shape), stats.token_loss.reshape(targets.shape)
 
 
 @dataclass
@@ -93,6 +111,7 @@ class LossSums:
     """Sums over all batches; the losses are token means over the whole validation set."""
 
     call: float = 0.0
+    call_without_call: float = 0.0  # -log p_{\CALL} on C_M
     non_call: float = 0.0
     without_call: float = 0.0  # -log p_{\CALL} over every token
     n_call: int = 0
@@ -100,6 +119,7 @@ class LossSums:
 
     def add(self, full: torch.Tensor, no_call: torch.Tensor, mask: torch.Tensor) -> None:
         self.call += float(full[mask].sum())
+        self.call_without_call += float(no_call[mask].sum())
         self.non_call += float(no_call[~mask].sum())
         self.without_call += float(no_call.sum())
         self.n_call += int(mask.sum())
@@ -109,12 +129,81 @@ class LossSums:
         n = self.n_call + self.n_non_call
         return {
             f"{prefix}call_loss": self.call / max(self.n_call, 1),
+            f"{prefix}call_loss_without_call": self.call_without_call / max(self.n_call, 1),
             f"{prefix}non_call_loss": self.non_call / max(self.n_non_call, 1),
             # the call loss on C_M and the non-call loss elsewhere, token-weighted
             f"{prefix}total_loss": (self.call + self.non_call) / max(n, 1),
             # the plain LM loss with calls disabled, comparable to any model's perplexity
             f"{prefix}loss_without_call": self.without_call / max(n, 1),
         }
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC of `scores` against bool `labels` (sklearn's: a tie between a positive and a
+    negative counts one half); None when only one class is present."""
+    labels = labels.astype(bool)
+    if labels.all() or not labels.any():
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+REFERENCES = ("own_rule", "facts", "hard_tokens")  # what the <CALL> logit is ranked against
+
+
+def own_rule_note(method: str, has_reference_losses: bool) -> str | None:
+    """Why the method's own call rule cannot be applied on validation, or None when it can."""
+    if method not in METHODS:
+        return f"{method!r} is not a method of Table 5"
+    m = get_method(method)
+    if not m.calls:
+        return "no call rule (trained without calls)"
+    if m.name == "loss_based":
+        return "calls are Bernoulli(0.15) draws: no rule to rank against"
+    if m.needs_judge:
+        return "LLM-judge labels are not produced for the validation split"
+    if m.needs_ref_loss and not has_reference_losses:
+        return "no reference model given for the reference losses"
+    return None
+
+
+def own_rule(method: str, stats: LogitStats, cls: torch.Tensor, ref_loss: torch.Tensor | None,
+             generator: torch.Generator) -> torch.Tensor:
+    """The method's call mask (`trainer.masks.build_masks`) on one flattened batch, ranked on
+    this model's own losses; EOS targets are neither fact nor other and have no reference loss."""
+    labels = TokenLabels(fact=cls == FACT, other=cls == OTHER, ref_loss=ref_loss)
+    return build_masks(method, labels, stats.token_loss, generator)[0]
+
+
+@dataclass
+class CallDecision:
+    """The call decision's per-position values over the callable positions of all batches."""
+
+    call_logit: list[np.ndarray] = field(default_factory=list)
+    p_call: list[np.ndarray] = field(default_factory=list)
+    called: list[np.ndarray] = field(default_factory=list)  # C_M
+    references: dict[str, list[np.ndarray]] = field(default_factory=lambda: {r: [] for r in REFERENCES})
+
+    def add(self, stats: LogitStats, called: torch.Tensor, callable_: torch.Tensor,
+            references: dict[str, torch.Tensor | None]) -> None:
+        keep = callable_.cpu().numpy()
+        self.call_logit.append(stats.call_logit.cpu().numpy()[keep])
+        self.p_call.append(stats.call_logprob.exp().cpu().numpy()[keep])
+        self.called.append(called.cpu().numpy()[keep])
+        for name, mask in references.items():
+            if mask is not None:
+                self.references[name].append(mask.cpu().numpy()[keep])
+
+    def metrics(self, notes: dict[str, str]) -> dict:
+        logit, p_call, called = (np.concatenate(v) for v in (self.call_logit, self.p_call, self.called))
+        out = {
+            "mean_p_call_at_calls": float(p_call[called].mean()) if called.any() else None,
+            "mean_p_call_at_non_calls": float(p_call[~called].mean()) if (~called).any() else None,
+        }
+        for name in REFERENCES:
+            masks = self.references[name]
+            out[f"call_auc_{name}"] = roc_auc(logit, np.concatenate(masks)) if masks and name not in notes else None
+        out["call_auc_notes"] = notes
+        return out
 
 
 def _validation_docs(dataset_dir: Path, manifest: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -166,21 +255,29 @@ def evaluate_validation(
     baseline: str | Path | Checkpoint | None = None,
     config: ValidationConfig = ValidationConfig(),
     log: Callable[[str], None] = print,
+    reference: str | Path | Checkpoint | None = None,
 ) -> dict:
     """Call, non-call and total loss of `model` on the validation split of a token dataset,
-    with its call mask C_M, and (given `baseline`) the baseline's losses on the same C_M."""
-    model = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-    baseline = baseline if baseline is None or isinstance(baseline, Checkpoint) else load_checkpoint(baseline)
+    with its call mask C_M, and (given `baseline`) the baseline's losses on the same C_M;
+    the call decision (module docstring). `reference`: the reference model whose losses the
+    rules of rho1 / spacy_refloss rank on."""
+    model, baseline, reference = (c if c is None or isinstance(c, Checkpoint) else load_checkpoint(c)
+                                  for c in (model, baseline, reference))
+    method = model.meta["method"]
+    notes = {"own_rule": note} if (note := own_rule_note(method, reference is not None)) else {}
+    if baseline is None:
+        notes["hard_tokens"] = "no matched baseline given"
+    generator = torch.Generator().manual_seed(0)  # the random rule of spacy
     dataset_dir = Path(dataset_dir)
     manifest = read_manifest(dataset_dir)
     seq_len = config.seq_len or model.max_positions
-    for ckpt in [model] + ([baseline] if baseline else []):
+    for ckpt in [c for c in (model, baseline, reference) if c is not None]:
         if file_sha256(ckpt.path / MODEL_FILE) != manifest["tokenizer"]["sha256"]:
             raise ValueError(f"{ckpt.path / MODEL_FILE} differs from the tokenizer of {dataset_dir} (sha256)")
         if ckpt.max_positions < seq_len:
             raise ValueError(f"{ckpt.path}: {ckpt.max_positions} positions, fewer than seq_len {seq_len}")
     stream, classes = validation_stream(dataset_dir, model.tokenizer.eos_id, config.max_tokens)
-    sums, base_sums = LossSums(), LossSums()
+    sums, base_sums, decision = LossSums(), LossSums(), CallDecision()
     top_calls = fact_calls = facts = windows = 0
     device = model.model.device
     total_windows = len(range(0, len(stream) - 1, seq_len))
@@ -188,14 +285,28 @@ def evaluate_validation(
         for b, (inputs, targets, cls) in enumerate(packed_batches(stream, classes, seq_len, config.batch_size)):
             inputs, targets, cls = inputs.to(device), targets.to(device), cls.to(device)
             logits = model.model(input_ids=inputs).logits
-            mask = decode_call_mask(logits, model.call_id, config.call_fraction)
-            sums.add(*token_losses(logits, targets, model.call_id), mask)
+            callable_ = cls != NO_CLASS
+            mask = decode_call_mask(logits, model.call_id, config.call_fraction, callable_)
+            stats = token_stats(logits, targets, model.call_id)
+            sums.add(stats.full_token_loss, stats.token_loss, mask.reshape(-1))
             top_calls += int(call_is_top(logits, model.call_id).sum())
             fact_calls += int((mask & (cls == FACT)).sum())
             facts += int((cls == FACT).sum())
+            flat_cls = cls.reshape(-1)
+            references = {"facts": flat_cls == FACT, "own_rule": None, "hard_tokens": None}
             if baseline is not None:
-                base_logits = baseline.model(input_ids=inputs.to(baseline.model.device)).logits.to(device)
-                base_sums.add(*token_losses(base_logits, targets, baseline.call_id), mask)
+                base = token_stats(baseline.model(input_ids=inputs.to(baseline.model.device)).logits.to(device), targets,
+                                   baseline.call_id)
+                base_sums.add(base.full_token_loss, base.token_loss, mask.reshape(-1))
+                references["hard_tokens"] = top_k_mask(base.token_loss, callable_.reshape(-1), num_calls(len(flat_cls)))
+            if "own_rule" not in notes:
+                ref_loss = None
+                if reference is not None:
+                    ref = token_stats(reference.model(input_ids=inputs.to(reference.model.device)).logits.to(device), targets,
+                                      reference.call_id).token_loss
+                    ref_loss = torch.where(callable_.reshape(-1), ref, torch.nan)
+                references["own_rule"] = own_rule(method, stats, flat_cls, ref_loss, generator)
+            decision.add(stats, mask.reshape(-1), callable_.reshape(-1), references)
             windows += len(inputs)
             if b % 50 == 0 or windows == total_windows:
                 log(f"validation: {windows}/{total_windows} windows")
@@ -209,6 +320,7 @@ def evaluate_validation(
         "call_top_fraction": top_calls / n,  # where <CALL> was the top logit, before the 15% cap/fill
         "calls_on_facts": fact_calls / max(sums.n_call, 1),  # precision of C_M w.r.t. spaCy facts
         "facts_called": fact_calls / max(facts, 1),  # recall of C_M w.r.t. spaCy facts
+        **decision.metrics(notes),
         "config": asdict(config) | {"seq_len": seq_len},
         "checkpoint": model.identity(),
         "dataset": {"path": str(dataset_dir), "fingerprint": manifest["fingerprint"]},
@@ -216,7 +328,10 @@ def evaluate_validation(
     if baseline is not None:
         result.update(base_sums.losses("baseline_"))
         result["baseline_checkpoint"] = baseline.identity()
+    if reference is not None:
+        result["reference_checkpoint"] = reference.identity()
     result["code_fingerprint"] = code_fingerprint(sys.modules[__name__], checkpoint)
     result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], manifest["fingerprint"], result["config"],
-                                        result.get("baseline_checkpoint", {}).get("fingerprint"), result["code_fingerprint"])
+                                        result.get("baseline_checkpoint", {}).get("fingerprint"), result["code_fingerprint"],
+                                        result.get("reference_checkpoint", {}).get("fingerprint"))
     return result

@@ -107,7 +107,10 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert "| bigbench_qa_wikidata |" in meta["fact_leakage"]["answer_rule"].value  # per benchmark
     assert "questions_losing_aliases" in meta["fact_leakage"]["answer_rule"].value
     generations = json.loads(result_path(storage, lacy_key, "cascade_generations").read_text())
-    assert len(generations["generations"]) == 2 and generations["summary"]["calls"] > 0
+    budgeted = generations["modes"]["budgeted"]
+    assert len(budgeted["generations"]) == 2 and budgeted["summary"]["calls"] > 0
+    assert set(generations["modes"]) == {"budgeted", "native"}  # lacy trains calls: no no_call mode
+    assert meta["cascade_generations"]["realized_call_rate_native"].value == pytest.approx(generations["modes"]["native"]["summary"]["call_rate"], abs=1e-4)
 
     report = materialize([comparison_report], resources=resources, instance=instance)
     assert report.success

@@ -2,7 +2,7 @@
 
 import pytest
 
-from assets.report import spread_labels
+from assets.report import call_aucs, call_decision_table, spread_labels, summary_table
 
 
 def test_close_labels_pushed_apart_far_ones_kept():
@@ -14,3 +14,47 @@ def test_close_labels_pushed_apart_far_ones_kept():
 
 def test_chain_of_equal_points():
     assert spread_labels([0.0] * 3, [1.0] * 3, min_gap=0.1, x_near=0.01) == pytest.approx([1.0, 1.1, 1.2])
+
+
+def _row(method: str, call_rates: dict, proxy: float, no_call_proxy: float | None = None) -> dict:
+    factscore = {"fact_overlap_proxy": {"score": proxy}}
+    if no_call_proxy is not None:
+        factscore["no_call"] = {"fact_overlap_proxy": {"score": no_call_proxy}}
+    return {
+        "partition": f"{method}/run/step-1",
+        "validation_losses": {"call_loss": 5.0, "call_loss_without_call": 4.0, "non_call_loss": 3.0, "call_top_fraction": 0.5,
+                              "mean_p_call_at_calls": 0.6, "mean_p_call_at_non_calls": 0.1, "call_auc_own_rule": 0.7,
+                              "call_auc_facts": 0.65, "call_auc_hard_tokens": None,
+                              "call_auc_notes": {"hard_tokens": "no matched baseline given"}},
+        "cascade_generations": {"config": {"call_budget": 0.22},
+                                "modes": {mode: {"summary": {"call_rate": r}} for mode, r in call_rates.items()}},
+        "factscore": factscore,
+        "fact_leakage": {"popqa": {"leakage": 0.1}, "bigbench_qa_wikidata": {"leakage": 0.3}},
+        "nlu": None,
+    }
+
+
+ROWS = {
+    "baseline": _row("baseline", {"budgeted": 0.221, "native": 0.0, "no_call": 0.0}, proxy=0.4, no_call_proxy=0.3),
+    "lacy": _row("lacy", {"budgeted": 0.219, "native": 0.05}, proxy=0.5),
+}
+
+
+def test_baseline_appears_without_calls_and_at_the_budget():
+    summary = summary_table(ROWS)
+    assert [(r["model"], r["fact_overlap_proxy (not FactScore)"]) for r in summary] == [
+        ("Baseline, without calls", 0.3),
+        ("Baseline, untrained <CALL> logit at the 22% call budget", 0.4),
+        ("LaCy", 0.5),
+    ]
+    assert all(r["fact leakage"] == pytest.approx(0.2) for r in summary)
+
+
+def test_call_decision_table_and_figure(tmp_path):
+    table = call_decision_table(ROWS)
+    assert [r["model"] for r in table] == ["Baseline (untrained <CALL> logit)", "LaCy"]
+    lacy = table[1]
+    assert (lacy["call rate, budgeted"], lacy["call rate, native"]) == (0.219, 0.05)
+    assert (lacy["AUC vs own rule"], lacy["AUC vs spaCy facts"], lacy["AUC vs hard tokens"]) == (0.7, 0.65, None)
+    assert (lacy["call loss (p)"], lacy["call loss (p\\CALL)"]) == (5.0, 4.0)
+    assert "data:image/png;base64" in call_aucs(ROWS, tmp_path / "aucs.png").value and (tmp_path / "aucs.png").exists()

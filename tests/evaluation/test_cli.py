@@ -14,9 +14,9 @@ from evaluation.cli import build_parser, main
 
 
 def test_generate_marks_partner_tokens(random_checkpoint, trained_checkpoint, capsys):
-    # every step calls (target 1.0): the trained partner writes the whole continuation
+    # every step calls (budget 1.0): the trained partner writes the whole continuation
     assert main(["generate", "--model", str(random_checkpoint), "--partner", str(trained_checkpoint),
-                 "--target-call-rate", "1.0", "--max-new-tokens", "4", "--no-color", "the cat"]) == 0
+                 "--call-budget", "1.0", "--max-new-tokens", "4", "--no-color", "the cat"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("the cat[[ sat on the mat]]")
     assert "call rate 1.000 (4 calls in 4 steps)" in out and "4/4 tokens from the partner" in out

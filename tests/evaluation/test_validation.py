@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from evaluation.checkpoint import write_random_checkpoint
 from evaluation.validation import (
+    NO_CLASS,
+    CallDecision,
     LossSums,
     ValidationConfig,
     call_budget,
     decode_call_mask,
     evaluate_validation,
+    own_rule,
     packed_batches,
+    roc_auc,
     token_losses,
     validation_stream,
 )
+from pipelines.facts import FACT, GRAMMATICAL, OTHER
+from trainer.objective import LogitStats
 
 CALL = 3  # the last of 4 ids
 
@@ -76,6 +83,56 @@ def test_a_tie_with_another_token_counts_as_top():
     assert called(decode_call_mask(logits_with_call(call, other), CALL)) == [0, 5, 6]
 
 
+def test_eos_targets_are_never_calls_but_count_in_the_budget():
+    # 20 positions, budget round(0.15 * 20) = 3 of all of them. Position 0 (an EOS target)
+    # has <CALL> on top with the highest call logit; it is skipped, and the budget is still 3.
+    call = [9.0, 5.0, 4.0, 3.0, 2.0] + [-5.0] * 15
+    other = [0.0] * 20
+    candidates = torch.tensor([False] + [True] * 19)
+    assert called(decode_call_mask(logits_with_call(call, other), CALL, candidates=candidates)) == [1, 2, 3]
+    # fewer tops than the budget: the fill also skips non-candidates
+    call = [-1.0, -2.0, -3.0, -4.0] + [-50.0] * 16
+    other = [5.0] * 20
+    candidates = torch.tensor([True, False] + [True] * 18)
+    assert called(decode_call_mask(logits_with_call(call, other), CALL, candidates=candidates)) == [0, 2, 3]
+
+
+def test_own_rule_of_lacy_skips_eos_targets():
+    # 7 positions, k = round(0.15 * 7) = 1: the fact token with the highest own loss. Position 6
+    # is an EOS target (NO_CLASS) with the highest loss of all; position 0 is not a fact.
+    loss = torch.tensor([9.0, 1.0, 3.0, 2.0, 0.5, 1.5, 10.0])
+    cls = torch.tensor([OTHER, FACT, FACT, FACT, GRAMMATICAL, FACT, NO_CLASS])
+    stats = LogitStats(lse=loss, target_logit=torch.zeros(7), call_logit=torch.zeros(7))
+    assert called(own_rule("lacy", stats, cls, None, torch.Generator())) == [2]
+
+
+def test_roc_auc_by_hand():
+    # positives 0.35 and 0.8 against negatives 0.1 and 0.4: 0.35 beats one, 0.8 both -> 3 / 4
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    # a tie counts one half: positive 1 vs negatives 1 (1/2) and 2 (0) -> 1/4
+    assert roc_auc(np.array([1.0, 1.0, 2.0]), np.array([1, 0, 0])) == pytest.approx(0.25)
+    assert roc_auc(np.array([1.0, 2.0]), np.array([1, 1])) is None  # one class: undefined
+
+
+def test_call_decision_metrics_by_hand():
+    # lse = 0, so p(<CALL>) = e^c / (1 + e^c): c = log 3 -> 3/4, 0 -> 1/2, log(1/3) -> 1/4.
+    c = torch.tensor([math.log(3), 0.0, math.log(1 / 3), math.log(3), 0.0])
+    stats = LogitStats(lse=torch.zeros(5), target_logit=torch.zeros(5), call_logit=c)
+    callable_ = torch.tensor([True, True, True, True, False])  # position 4 is an EOS target
+    decision = CallDecision()
+    decision.add(stats, torch.tensor([True, False, False, False, False]), callable_, {
+        "facts": torch.tensor([True, False, False, True, True]),
+        "own_rule": torch.tensor([False, True, False, False, False]),
+        "hard_tokens": None,
+    })
+    out = decision.metrics({"hard_tokens": "no matched baseline given"})
+    assert out["mean_p_call_at_calls"] == pytest.approx(0.75)
+    assert out["mean_p_call_at_non_calls"] == pytest.approx((0.5 + 0.25 + 0.75) / 3)  # the EOS target left out
+    assert out["call_auc_facts"] == pytest.approx(1.0)  # both facts (log 3) above both others (0, log 1/3)
+    assert out["call_auc_own_rule"] == pytest.approx(1 / 3)  # 0 beats only log(1/3) of log 3, log 1/3, log 3
+    assert out["call_auc_hard_tokens"] is None and out["call_auc_notes"]["hard_tokens"] == "no matched baseline given"
+
+
 def test_mask_keeps_the_batch_shape_and_counts_over_the_whole_batch():
     logits = torch.randn(2, 10, 4)
     mask = decode_call_mask(logits, CALL)
@@ -101,6 +158,7 @@ def test_loss_sums_average_over_call_and_non_call_positions():
     assert out["non_call_loss"] == pytest.approx((1.5 + 2.5) / 2)
     assert out["total_loss"] == pytest.approx((1 + 4 + 1.5 + 2.5) / 4)
     assert out["loss_without_call"] == pytest.approx(8.0 / 4)
+    assert out["call_loss_without_call"] == pytest.approx((0.5 + 3.5) / 2)  # the call positions under p_CALL
 
 
 def test_packing_puts_eos_before_each_document_and_targets_each_token_once(token_dataset, tok, sentences):
@@ -130,6 +188,16 @@ def test_evaluate_validation_with_matched_baseline(random_checkpoint, random_par
     assert other["call_loss"] == same["call_loss"] and other["baseline_call_loss"] != same["call_loss"]
     assert other["fingerprint"] != same["fingerprint"]
     assert 0 <= other["calls_on_facts"] <= 1 and 0 <= other["facts_called"] <= 1
+    assert 0 <= other["call_auc_facts"] <= 1 and 0 <= other["call_auc_hard_tokens"] <= 1
+    assert other["call_auc_own_rule"] is None and "not a method of Table 5" in other["call_auc_notes"]["own_rule"]
+    assert other["call_loss_without_call"] >= 0 and 0 < other["mean_p_call_at_calls"] < 1
+
+
+def test_own_rule_auc_of_a_lacy_checkpoint(tmp_path, tokenizer_path, token_dataset):
+    lacy = write_random_checkpoint(tmp_path / "lacy", tokenizer_path, seed=3, method="lacy")
+    out = evaluate_validation(lacy, token_dataset, config=ValidationConfig(seq_len=32, batch_size=2), log=lambda s: None)
+    assert 0 <= out["call_auc_own_rule"] <= 1 and out["call_auc_hard_tokens"] is None
+    assert set(out["call_auc_notes"]) == {"hard_tokens"}
 
 
 def test_tokenizer_mismatch_is_an_error(tmp_path, token_dataset, sentences):

@@ -45,7 +45,7 @@ EVALUATION_INPUTS = {
     "cascade_generations": ((cascade, entities, checkpoint), ()),
     "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, llm_backends, entities), ()),
     "fact_leakage": ((leakage, checkpoint), (leakage.POPQA_FILE, leakage.BIGBENCH_FILE)),
-    "nlu": ((nlu, checkpoint), tuple(sorted(Path(NLU_DIR).rglob("*.xz")))),
+    "nlu": ((nlu, checkpoint), (nlu.LM_EVAL_MODEL_FILE, *sorted(Path(NLU_DIR).rglob("*.xz")))),
 }
 
 

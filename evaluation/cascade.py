@@ -343,7 +343,7 @@ class OpenAIPartner:
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             processed = int(usage["prompt_tokens"]) - int(cached)
         except (KeyError, IndexError, TypeError) as e:
-            raise EndpointError(f"{self.endpoint.config.base_url}/completions: no logprobs or usage in "
+            raise EndpointError(f"{self.endpoint.url('completions')}: no logprobs or usage in "
                                 f"{str(payload)[:500]}") from e
         others = sorted((t for t in top if t != greedy), key=lambda t: top[t], reverse=True)
         return PartnerReply((greedy, *others[:1]), processed)

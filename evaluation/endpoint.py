@@ -83,7 +83,7 @@ class OpenAIEndpoint:
                 response = self.client.post(path, json=body)
             except httpx.TransportError as e:  # refused, reset, timed out
                 if attempt == self.config.max_retries:
-                    raise EndpointError(f"{self._url(path)}: {type(e).__name__}: {e}") from e
+                    raise EndpointError(f"{self.url(path)}: {type(e).__name__}: {e}") from e
                 headers: Mapping[str, str] = {}
             else:
                 if response.status_code not in RETRYABLE_STATUS or attempt == self.config.max_retries:
@@ -98,16 +98,16 @@ class OpenAIEndpoint:
             answers = pool.map(lambda body: self.post(path, body), bodies)
             return list(tqdm(answers, total=len(bodies), desc=self.config.model, leave=False, disable=len(bodies) < 2))
 
-    def _url(self, path: str) -> str:
+    def url(self, path: str) -> str:
         return f"{self.config.base_url.rstrip('/')}/{path}"
 
     def _decode(self, path: str, response: httpx.Response) -> dict[str, Any]:
         if response.status_code != 200:
-            raise EndpointError(f"{self._url(path)}: HTTP {response.status_code} ({response.text[:500]})")
+            raise EndpointError(f"{self.url(path)}: HTTP {response.status_code} ({response.text[:500]})")
         try:
             return response.json()
         except ValueError as e:
-            raise EndpointError(f"{self._url(path)}: not JSON: {response.text[:500]}") from e
+            raise EndpointError(f"{self.url(path)}: not JSON: {response.text[:500]}") from e
 
     def close(self) -> None:
         self.client.close()

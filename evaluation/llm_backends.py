@@ -229,7 +229,7 @@ class OpenAICompatibleLLM:
             choice = payload["choices"][0]
             text = choice["message"]["content"] if self.api == "chat" else choice["text"]
         except (KeyError, IndexError, TypeError) as e:
-            raise EndpointError(f"{self.endpoint.config.base_url}/{self.path}: unexpected response "
+            raise EndpointError(f"{self.endpoint.url(self.path)}: unexpected response "
                                 f"{json.dumps(payload)[:500]}") from e
         return text or ""
 

@@ -102,6 +102,7 @@ def _samples(path: Path) -> dict[int, list]:
     return {row["doc_id"]: row["filtered_resps"] for row in rows}
 
 
+@pytest.mark.slow  # a fresh interpreter importing lm-eval, torch and transformers: 0.5-2 min here
 def test_lm_eval_command_line_finds_lacy_and_scores_as_in_process(random_checkpoint, tmp_path):
     """`lm_eval --model lacy --model_args pretrained=DIR` as a user types it, offline on a
     local task; the interpreter starts with the .pth line as the virtualenv's site-packages

@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock --config-settings editable_mode=compat -e '.[dev]'
 	@# `dagster asset materialize --select X` from the repo root needs no -m flag
 	cp assets/dagster_module.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_dagster_module.pth"
+	@# `lm_eval --model lacy ...` (lm-eval 0.4.13 reads no plugins; see evaluation/lm_eval_model.py)
+	cp evaluation/lm_eval_model.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_lm_eval_model.pth"
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)

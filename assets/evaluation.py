@@ -46,7 +46,7 @@ EVALUATION_INPUTS = {
     "cascade_generations": ((cascade, entities, checkpoint), ()),
     "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, llm_backends, entities), ()),
     "fact_leakage": ((leakage, checkpoint), (leakage.POPQA_FILE, leakage.BIGBENCH_FILE)),
-    "nlu": ((nlu, checkpoint), tuple(sorted(Path(NLU_DIR).rglob("*.xz")))),
+    "nlu": ((nlu, checkpoint), (nlu.LM_EVAL_MODEL_FILE, *sorted(Path(NLU_DIR).rglob("*.xz")))),
 }
 
 
@@ -157,8 +157,12 @@ def validation_losses(context: AssetExecutionContext, config: ValidationLossesCo
 
 
 class CascadeGenerationsConfig(Config):
-    partner: str = ""  # a local HF causal LM directory; "" = the latest reference_model checkpoint
-    backend: str = "transformers"  # or "vllm" (GPU)
+    partner: str = ""  # a local HF causal LM directory ("" = the latest reference_model checkpoint), or the served model's name (openai)
+    backend: str = "transformers"  # or "vllm" (GPU), or "openai" (a server's /v1/completions at base_url)
+    base_url: str = ""  # openai: the endpoint, ending in /v1
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the API key ("" = none)
+    concurrency: int = 8  # openai: requests in flight
+    tensor_parallel_size: int = 1  # vllm: GPUs the partner is split over
     entities: str = "embedded"  # "embedded" (dwiki people) or "paper" (FActScore's 183)
     split: str = "train"  # embedded people of this split (their articles are in the pretraining data, as in the paper)
     limit: int | None = 40  # the first N entities (CPU); None = all
@@ -195,12 +199,18 @@ def mode_config(mode: str, config: CascadeGenerationsConfig) -> CascadeConfig:
 def cascade_generations(context: AssetExecutionContext, config: CascadeGenerationsConfig, storage: LacyStorage) -> MaterializeResult:
     _cpu_threads()
     ckpt = checkpoint_dir(storage, context.partition_key)
-    partner_dir = config.partner or latest_checkpoint_of(storage, REFERENCE)
+    partner_dir = config.partner or (latest_checkpoint_of(storage, REFERENCE) if config.backend != "openai" else "")
     if not partner_dir:
-        raise FileNotFoundError("no cascade partner: materialize reference_model or set config.partner to a local HF model directory")
+        raise FileNotFoundError("no cascade partner: materialize reference_model or set config.partner to a local HF model directory "
+                                "(with backend openai: the served model's name)")
     rows = entity_prompts(config.entities, config.split)[: config.limit]
     small = load_checkpoint(ckpt, _device())
-    partner = make_partner(config.backend, partner_dir, **({"device": _device()} if config.backend == "transformers" else {}))
+    backend_kwargs = {
+        "transformers": {"device": _device()},
+        "vllm": {"tensor_parallel_size": config.tensor_parallel_size},
+        "openai": {"base_url": config.base_url, "api_key_env": config.api_key_env or None, "concurrency": config.concurrency},
+    }
+    partner = make_partner(config.backend, partner_dir, **backend_kwargs.get(config.backend, {}))
     prefixes = None
     if config.rag:
         articles = {p["title"]: p["text"] for p in entities.embedded_people("all")}
@@ -257,7 +267,11 @@ def knowledge_source(context: AssetExecutionContext, config: KnowledgeSourceConf
 class FactScoreAssetConfig(Config):
     judge_backend: str = ""  # "" = the lexical proxy only; else transformers, vllm, openai-chat, openai-completions
     judge_model: str = ""  # a local model dir, or the served model's name
+    judge_chat: bool = False  # transformers/vllm: prompts in the judge's chat template (an instruct model)
     base_url: str = ""  # for the OpenAI-compatible backends, ending in /v1
+    api_key_env: str = "OPENAI_API_KEY"  # OpenAI-compatible: the environment variable holding the API key ("" = none)
+    concurrency: int = 4  # OpenAI-compatible: requests in flight
+    tensor_parallel_size: int = 1  # vllm: GPUs the judge is split over
     gamma: int = 10
 
 
@@ -284,8 +298,11 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
     source = read_json(storage.path("knowledge", "source.json"))
     llm = None
     if config.judge_backend:
-        llm = llm_backends.load_llm(config.judge_backend, config.judge_model, config.base_url or None, device=_device(),
-                                    cache_path=storage.path("evaluation", "judge_cache.jsonl"))
+        judge = llm_backends.LLMConfig(
+            config.judge_backend, config.judge_model, base_url=config.base_url or None, chat=config.judge_chat,
+            device=_device(), tensor_parallel_size=config.tensor_parallel_size, api_key_env=config.api_key_env or None,
+            concurrency=config.concurrency)
+        llm = llm_backends.load_llm(judge, cache_path=storage.path("evaluation", "judge_cache.jsonl"))
     with KnowledgeSource(source["path"]) as ks:
         # the budgeted generations (Figures 2/6); the baseline's generations without calls beside them
         result = score_generations(gens["modes"]["budgeted"]["generations"], ks, llm, config.gamma, context.log.info)

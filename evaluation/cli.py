@@ -30,8 +30,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "partner's top token is appended. Partner tokens are shown gray on a terminal, [[...]] otherwise.")
     p.add_argument("prompts", nargs="+", help='e.g. "Tell me a bio of Ralph Earl. Ralph Earl is"')
     p.add_argument("--model", required=True, type=Path, help="small-model checkpoint directory")
-    p.add_argument("--partner", type=Path, help="partner: any local Hugging Face causal LM directory")
-    p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="partner backend")
+    p.add_argument("--partner", type=Path,
+                   help="partner: any local Hugging Face causal LM directory (with --backend openai: the served model's name)")
+    p.add_argument("--backend", choices=("transformers", "vllm", "openai"), default="transformers", help="partner backend")
+    p.add_argument("--base-url", help="--backend openai: the server's OpenAI-compatible endpoint, ending in /v1")
     p.add_argument("--no-call", action="store_true", help="disable calls (<CALL> logit at -inf); no partner needed")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--call-mode", default="budgeted",
@@ -64,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {"repetition_penalty": args.repetition_penalty}
         if args.backend == "transformers":
             kwargs["device"] = args.device
-        partner = make_partner(args.backend, args.partner, **kwargs)
+        if args.backend == "openai":
+            if not args.base_url:
+                raise SystemExit("lacy generate: --backend openai needs --base-url")
+            kwargs["base_url"] = args.base_url
+        partner = make_partner(args.backend, str(args.partner), **kwargs)
     prefixes = None
     if args.rag_article:
         prefixes = [rag_prefix(args.rag_name, args.rag_article.read_text())] * len(args.prompts)

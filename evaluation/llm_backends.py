@@ -6,7 +6,8 @@ answers; greedy decoding makes our scores reproducible). Backends:
 
 - `TransformersLLM`: any local Hugging Face causal LM directory, CPU or GPU.
 - `VLLMLLM`: vLLM on a GPU (imported lazily; not installed on CPU machines).
-- `OpenAICompatibleLLM`: a served model behind `/v1/completions` or `/v1/chat/completions`.
+- `OpenAICompatibleLLM`: a served model behind `/v1/completions` or `/v1/chat/completions`
+  (`endpoint.py`: httpx, pooled connections, retries that honour Retry-After).
 - `CachedLLM`: wraps any backend with an append-only JSONL cache, so a long run that
   crashes resumes without recomputing (FActScore keeps a pickle cache for the same reason).
 
@@ -19,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
+
+from evaluation.endpoint import EndpointConfig, EndpointError, OpenAIEndpoint
 
 
 @runtime_checkable
@@ -193,79 +193,45 @@ class VLLMLLM:
         return [truncate_at_stop(r.outputs[0].text, stop) for r in results]
 
 
-class EndpointError(RuntimeError):
-    """An OpenAI-compatible endpoint that failed or answered in an unexpected shape."""
-
-
 class OpenAICompatibleLLM:
-    """A model served behind an OpenAI-compatible HTTP API (vLLM's server, llama.cpp,
-    TGI, OpenAI). `api="chat"` sends the prompt as the single user message of
-    `/chat/completions` (FActScore's ChatGPT judge); `api="completions"` sends it raw to
-    `/completions` (FActScore's InstructGPT fact generator). `base_url` ends in `/v1`; the
-    API key is read from the environment variable `api_key_env`, if set."""
+    """A model served behind an OpenAI-compatible HTTP API (vLLM's server, llama.cpp, TGI,
+    OpenAI), through `endpoint.OpenAIEndpoint` (pooled connections, concurrent requests,
+    retries that honour Retry-After). `api="chat"` sends the prompt as the single user
+    message of `/chat/completions` (FActScore's ChatGPT judge; the server applies the
+    model's chat template); `api="completions"` sends it raw to `/completions` (FActScore's
+    InstructGPT fact generator). `endpoint` holds `EndpointConfig`'s other fields
+    (`api_key_env`, `concurrency`, `max_retries`, ...)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api: str = "chat",
-        api_key_env: str | None = "OPENAI_API_KEY",
-        timeout_s: float = 120.0,
-        max_retries: int = 5,
-        concurrency: int = 4,
-        backoff_s: float = 1.0,
-    ):
+    def __init__(self, base_url: str, model: str, api: str = "chat", **endpoint: Any):
         if api not in ("chat", "completions"):
             raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
-        self.base_url = base_url.rstrip("/")
-        self.model = model
+        self.endpoint = OpenAIEndpoint(EndpointConfig(base_url, model, **endpoint))
         self.api = api
-        self.api_key = os.environ.get(api_key_env) if api_key_env else None
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.concurrency = concurrency
-        self.backoff_s = backoff_s
-        self.name = f"openai-{api}:{self.base_url}:{model}"
+        self.path = "chat/completions" if api == "chat" else "completions"
+        self.name = f"openai-{api}:{base_url.rstrip('/')}:{model}"
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            answers = pool.map(lambda p: self._complete(p, max_new_tokens, stop), prompts)
-            return list(tqdm(answers, total=len(prompts), desc=self.model, leave=False, disable=len(prompts) < 2))
+        bodies = [self._body(p, max_new_tokens, stop) for p in prompts]
+        return [truncate_at_stop(self._text(payload), stop) for payload in self.endpoint.post_all(self.path, bodies)]
 
-    def _complete(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> str:
-        body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0.0}
+    def _body(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.endpoint.config.model, "max_tokens": max_new_tokens, "temperature": 0.0}
         if self.api == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
         else:
             body["prompt"] = prompt
         if stop:
             body["stop"] = list(stop)[:4]  # the OpenAI API accepts at most 4
-        url = f"{self.base_url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(body).encode("utf-8")
-        for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                break
-            except urllib.error.HTTPError as e:
-                retryable = e.code == 429 or e.code >= 500
-                if not retryable or attempt == self.max_retries:
-                    detail = e.read().decode("utf-8", "replace")[:500]
-                    raise EndpointError(f"{url}: HTTP {e.code} ({detail})") from e
-            except (urllib.error.URLError, TimeoutError) as e:
-                if attempt == self.max_retries:
-                    raise EndpointError(f"{url}: {e}") from e
-            time.sleep(min(self.backoff_s * 2.0**attempt, 30.0))  # 429 and 5xx: back off, retry
+        return body
+
+    def _text(self, payload: dict[str, Any]) -> str:
         try:
             choice = payload["choices"][0]
             text = choice["message"]["content"] if self.api == "chat" else choice["text"]
         except (KeyError, IndexError, TypeError) as e:
-            raise EndpointError(f"{url}: unexpected response {json.dumps(payload)[:500]}") from e
-        return truncate_at_stop(text or "", stop)
+            raise EndpointError(f"{self.endpoint.url(self.path)}: unexpected response "
+                                f"{json.dumps(payload)[:500]}") from e
+        return text or ""
 
 
 class CachedLLM:
@@ -312,27 +278,31 @@ class CachedLLM:
 BACKENDS = ("transformers", "vllm", "openai-chat", "openai-completions")
 
 
-def load_llm(
-    backend: str,
-    model: str,
-    base_url: str | None = None,
-    chat: bool = False,
-    device: str = "cpu",
-    api_key_env: str | None = "OPENAI_API_KEY",
-    cache_path: str | Path | None = None,
-) -> TextLLM:
-    """A backend from plain config values: `model` is a local model directory for
-    "transformers" and "vllm" (`chat` wraps prompts in its chat template), or the served
-    model's name for "openai-chat"/"openai-completions" at `base_url` (ending in /v1).
-    With `cache_path`, answers are cached there (`CachedLLM`)."""
-    if backend == "transformers":
-        llm: TextLLM = TransformersLLM(model, device=device, chat=chat)
-    elif backend == "vllm":
-        llm = VLLMLLM(model, chat=chat)
-    elif backend in ("openai-chat", "openai-completions"):
-        if not base_url:
-            raise ValueError(f"backend {backend!r} needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        llm = OpenAICompatibleLLM(base_url, model, api=backend.removeprefix("openai-"), api_key_env=api_key_env)
+@dataclass(frozen=True)
+class LLMConfig:
+    """A backend from plain config values (the FactScore asset's judge fields)."""
+
+    backend: str  # one of BACKENDS
+    model: str  # a local model directory ("transformers", "vllm"), or the served model's name ("openai-*")
+    base_url: str | None = None  # "openai-*": the endpoint, ending in /v1
+    chat: bool = False  # "transformers", "vllm": prompts as the user message of the model's chat template (an instruct judge)
+    device: str = "cpu"  # "transformers"
+    tensor_parallel_size: int = 1  # "vllm": GPUs the model is split over
+    api_key_env: str | None = "OPENAI_API_KEY"  # "openai-*": the environment variable holding the API key
+    concurrency: int = 4  # "openai-*": requests in flight
+
+
+def load_llm(config: LLMConfig, cache_path: str | Path | None = None) -> TextLLM:
+    """The backend `config` names; with `cache_path`, its answers are cached there (`CachedLLM`)."""
+    if config.backend == "transformers":
+        llm: TextLLM = TransformersLLM(config.model, device=config.device, chat=config.chat)
+    elif config.backend == "vllm":
+        llm = VLLMLLM(config.model, chat=config.chat, tensor_parallel_size=config.tensor_parallel_size)
+    elif config.backend in ("openai-chat", "openai-completions"):
+        if not config.base_url:
+            raise ValueError(f"backend {config.backend!r} needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        llm = OpenAICompatibleLLM(config.base_url, config.model, api=config.backend.removeprefix("openai-"),
+                                  api_key_env=config.api_key_env, concurrency=config.concurrency)
     else:
-        raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+        raise ValueError(f"unknown backend {config.backend!r}; use one of {BACKENDS}")
     return CachedLLM(llm, cache_path) if cache_path else llm

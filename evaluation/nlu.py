@@ -1,6 +1,7 @@
 """NLU (Table 1): ARC-Easy, HellaSwag, PIQA and SIQA through lm-eval 0.4.13, offline, over
 the files in `data/embedded/nlu/`, with the `<CALL>` logit masked (-inf) before the
-log-likelihoods; accuracy and normalized accuracy as the harness reports them.
+log-likelihoods (the lm-eval model `lacy`, `evaluation/lm_eval_model.py`); accuracy and
+normalized accuracy as the harness reports them.
 
 The task YAMLs are generated at run time from lm-eval's own (`lm_eval/tasks/...`): every
 field is kept (prompts, choices, targets, metrics, `process_docs`) except the data lines:
@@ -19,7 +20,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
 import yaml
 
 from evaluation import checkpoint
@@ -37,6 +37,7 @@ NLU_TASKS: dict[str, tuple[str, dict[str, str]]] = {
 }
 SPLIT_KEYS = {"train": "training_split", "validation": "validation_split", "test": "test_split"}
 METRICS = ("acc", "acc_norm")
+LM_EVAL_MODEL_FILE = Path(__file__).with_name("lm_eval_model.py")  # code of the results, imported only when NLU runs
 
 
 class _FunctionRef(str):
@@ -97,26 +98,6 @@ def write_task_yamls(out_dir: str | Path, tasks: Sequence[str] = tuple(NLU_TASKS
     return out_dir
 
 
-def call_masked_lm(model, tokenizer, call_token_id: int, batch_size: int = 8):
-    """An lm-eval HFLM over `model` that scores with the `<CALL>` logit at -inf."""
-    from lm_eval.models.huggingface import HFLM
-
-    class CallMaskedHFLM(HFLM):
-        """HFLM whose logits have `<CALL>` at -inf: answers are scored by p_{\\CALL}."""
-
-        def __init__(self, *args, call_token_id: int, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.call_token_id = call_token_id
-
-        def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
-            logits = super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-            logits[..., self.call_token_id] = float("-inf")
-            return logits
-
-    return CallMaskedHFLM(pretrained=model, tokenizer=tokenizer, call_token_id=call_token_id, batch_size=batch_size,
-                          device=str(model.device))
-
-
 def evaluate_nlu(
     model_dir: str | Path,
     tasks: Sequence[str] = tuple(NLU_TASKS),
@@ -133,12 +114,14 @@ def evaluate_nlu(
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from evaluation import lm_eval_model  # imports lm-eval's HF model: only when NLU runs
+
     unknown = set(tasks) - set(NLU_TASKS)
     if unknown:
         raise ValueError(f"unknown NLU tasks {sorted(unknown)}; known: {sorted(NLU_TASKS)}")
     ckpt = load_checkpoint(model_dir)
-    hf_tokenizer = load_hf_tokenizer(model_dir)
-    lm = call_masked_lm(ckpt.model, hf_tokenizer, ckpt.call_id, batch_size)
+    lm = lm_eval_model.LacyLM(pretrained=ckpt.model, tokenizer=load_hf_tokenizer(model_dir),
+                              call_token_id=ckpt.call_id, batch_size=batch_size, device=str(ckpt.model.device))
     with tempfile.TemporaryDirectory(prefix="lacy-nlu-") as tmp:
         write_task_yamls(tmp, tasks, data_dir, cache_dir)
         log(f"NLU: {', '.join(tasks)} (limit {limit})")
@@ -160,7 +143,7 @@ def evaluate_nlu(
         "lm_eval_version": out.get("lm_eval_version") or _lm_eval_version(),
         "checkpoint": ckpt.identity(),
         "data_sha256": data_sha,
-        "code_fingerprint": code_fingerprint(sys.modules[__name__], checkpoint),
+        "code_fingerprint": code_fingerprint(sys.modules[__name__], checkpoint, lm_eval_model),
     }
     result["fingerprint"] = fingerprint(result["checkpoint"]["fingerprint"], data_sha, limit, result["code_fingerprint"])
     return result

@@ -28,6 +28,7 @@ from evaluation.cascade import (
     summarize,
 )
 from evaluation.checkpoint import load_checkpoint
+from tests.evaluation.openai_server import FakeOpenAIServer, completions_like_vllm
 
 
 class ScriptedPartner:
@@ -376,10 +377,11 @@ def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
 # --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------
 
 def test_vllm_adapter_ranks_like_the_transformers_backend(random_partner, monkeypatch):
-    """A stand-in `vllm` module serves the raw top-k logits of the same HF model in the
-    structure vLLM documents (RequestOutput.outputs[0].logprobs[0]: {token_id: Logprob},
-    num_cached_tokens). This checks our adapter (repetition penalty on the top-k, top two,
-    tokens read), not vLLM."""
+    """A stand-in `vllm` module serves the top-k logits of the same HF model after the
+    repetition penalty, in the structure vLLM documents for `logprobs_mode="processed_logits"`
+    (RequestOutput.outputs[0].logprobs[0]: {token_id: Logprob}, num_cached_tokens), applying
+    the penalty as vLLM does (HF's rule, over the prompt's ids). This checks our adapter (the
+    penalty handed to vLLM, top two, tokens read), not vLLM."""
     import sys
     import types
 
@@ -387,30 +389,74 @@ def test_vllm_adapter_ranks_like_the_transformers_backend(random_partner, monkey
 
     from evaluation.cascade import VLLMPartner
 
+    class SamplingParams:
+        def __init__(self, temperature, max_tokens, logprobs, repetition_penalty, detokenize):
+            assert temperature == 0.0 and max_tokens == 1
+            self.logprobs, self.repetition_penalty = logprobs, repetition_penalty
+
     class LLM:
         def __init__(self, model, enable_prefix_caching, logprobs_mode, max_logprobs, **kwargs):
-            assert enable_prefix_caching and logprobs_mode == "raw_logits"
+            assert enable_prefix_caching and logprobs_mode == "processed_logits"
             self.model = AutoModelForCausalLM.from_pretrained(model)
 
         @torch.no_grad()
         def generate(self, prompts, params, use_tqdm):
             outs = []
             for p in prompts:
-                logits = self.model(input_ids=torch.tensor([p["prompt_token_ids"]])).logits[0, -1]
+                ids = torch.tensor([p["prompt_token_ids"]])
+                logits = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(ids, self.model(ids).logits[:, -1])[0]
                 top = logits.topk(params.logprobs)
                 logprobs = {int(t): types.SimpleNamespace(logprob=float(v)) for t, v in zip(top.indices, top.values)}
                 outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[logprobs])],
                                                   num_cached_tokens=3))
             return outs
 
-    class SamplingParams:
-        def __init__(self, temperature, max_tokens, logprobs, detokenize):
-            self.logprobs = logprobs
-
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
     queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
-    served = VLLMPartner(random_partner).top_tokens(queries)
+    partner = VLLMPartner(random_partner)
+    assert partner.params.repetition_penalty == 1.2 and partner.params.logprobs == 2
+    served = partner.top_tokens(queries)
     local = TransformersPartner(random_partner).top_tokens(queries)
     assert [r.candidates for r in served] == [r.candidates for r in local]
     assert [r.tokens_processed for r in served] == [r.tokens_processed - 3 for r in local]
+
+
+# --- a partner behind an OpenAI-compatible /completions endpoint --------------------------
+
+def test_openai_partner_ranks_like_the_transformers_backend(foreign_partner):
+    """A byte-level BPE partner (Qwen/Llama 3 style) served over HTTP gives the candidates the
+    local backend computes, and the tokens the server did not take from its cache."""
+    from evaluation.cascade import make_partner
+
+    texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
+    queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
+    with FakeOpenAIServer(completions_like_vllm(foreign_partner)) as server:
+        partner = make_partner("openai", "qwen-partner", base_url=server.base_url, api_key_env=None, concurrency=2)
+        served = partner.top_tokens(queries)
+    local = TransformersPartner(foreign_partner).top_tokens(queries)
+    assert served[0].candidates == local[0].candidates
+    # the second text's top two tokens are byte pieces that both read "\ufffd": the OpenAI
+    # format keys log-probs by text, so they are one entry, and the next text comes second
+    assert local[1].candidates == ("\ufffd", "\ufffd") and served[1].candidates[0] == "\ufffd"
+    assert served[1].candidates[1] not in ("", "\ufffd")
+    assert [r.tokens_processed for r in served] == [r.tokens_processed - 2 for r in local]
+    assert server.requests[0]["body"] == {"model": "qwen-partner", "max_tokens": 1, "temperature": 0.0, "logprobs": 5,
+                                          "repetition_penalty": 1.2, "prompt": texts[0]}
+
+
+def test_openai_partner_puts_the_greedy_token_first():
+    """The server's greedy token (decided after the penalty) leads even when its log-probs
+    come before the penalty (vLLM's default `raw_logprobs`), then the best other one."""
+    payload = {"choices": [{"text": " b", "logprobs": {"tokens": [" b"],
+                                                         "top_logprobs": [{" a": -0.5, " b": -1.0, " c": -2.0}]}}],
+               "usage": {"prompt_tokens": 9}}
+    with FakeOpenAIServer(lambda path, body: (200, {}, payload)) as server:
+        from evaluation.cascade import OpenAIPartner
+
+        partner = OpenAIPartner("m", base_url=server.base_url, api_key_env=None, repetition_penalty=1.0,
+                                max_input_tokens=100)
+        (reply,) = partner.top_tokens([PartnerQuery(0, "text")])
+    assert reply == PartnerReply((" b", " a"), tokens_processed=9)  # no cache details: every prompt token read
+    assert "repetition_penalty" not in server.requests[0]["body"]  # 1.0: a plain OpenAI request
+    assert server.requests[0]["body"]["truncate_prompt_tokens"] == 100

@@ -1,14 +1,13 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import email.utils
 
 import pytest
 
+from evaluation.endpoint import EndpointError, retry_delay
 from evaluation.factscore import judge_support, support_prompt
 from evaluation.knowledge import BM25Retrieval
 from evaluation.llm_backends import (
     CachedLLM,
-    EndpointError,
+    LLMConfig,
     OpenAICompatibleLLM,
     TextLLM,
     TransformersLLM,
@@ -17,56 +16,26 @@ from evaluation.llm_backends import (
     truncate_at_stop,
 )
 from tests.evaluation.factscore_fixtures import ScriptedLLM, small_knowledge
+from tests.evaluation.openai_server import FakeOpenAIServer
 
 
-class _CannedServer:
-    """An OpenAI-compatible endpoint on 127.0.0.1 that records requests and answers from
-    a script: `fail_first` requests get HTTP 500, a prompt containing "bad request" 400."""
+def canned(fail_first: int = 0):
+    """Answers like a judge: the first `fail_first` requests get HTTP 500, a prompt containing
+    "bad request" gets 400."""
+    seen = []
 
-    def __init__(self, fail_first: int = 0):
-        self.requests: list[dict] = []
-        self.fail_first = fail_first
-        server = self
+    def respond(path, body):
+        seen.append(path)
+        if len(seen) <= fail_first:
+            return 500, {}, {"error": "try again"}
+        text = body.get("prompt") or body["messages"][0]["content"]
+        if "bad request" in text:
+            return 400, {}, {"error": "bad request"}
+        if path.endswith("/chat/completions"):
+            return 200, {}, {"choices": [{"message": {"role": "assistant", "content": "True."}}]}
+        return 200, {}, {"choices": [{"text": "\n- A fact.\n- Another fact.\n\nPlease breakdown"}]}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if len(server.requests) <= server.fail_first:
-                    return self._reply(500, {"error": "try again"})
-                text = body.get("prompt") or body["messages"][0]["content"]
-                if "bad request" in text:
-                    return self._reply(400, {"error": "bad request"})
-                if self.path.endswith("/chat/completions"):
-                    return self._reply(200, {"choices": [{"message": {"role": "assistant", "content": "True."}}]})
-                return self._reply(200, {"choices": [{"text": "\n- A fact.\n- Another fact.\n\nPlease breakdown"}]})
-
-            def _reply(self, code, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    return respond
 
 
 def test_truncate_at_stop():
@@ -78,7 +47,7 @@ def test_truncate_at_stop():
 def test_chat_endpoint_receives_the_exact_support_prompt(tmp_path, monkeypatch):
     monkeypatch.setenv("LACY_TEST_JUDGE_KEY", "sk-test")
     ks = small_knowledge(tmp_path)
-    with _CannedServer() as server:
+    with FakeOpenAIServer(canned()) as server:
         judge = OpenAICompatibleLLM(server.base_url, "judge-model", api="chat", api_key_env="LACY_TEST_JUDGE_KEY")
         assert isinstance(judge, TextLLM)
         decisions = judge_support([("Ralph Earl", "Ralph Earl was a painter.")], BM25Retrieval(ks), judge)
@@ -96,13 +65,13 @@ def test_chat_endpoint_receives_the_exact_support_prompt(tmp_path, monkeypatch):
 
 
 def test_completions_endpoint_stop_and_retries():
-    with _CannedServer(fail_first=1) as server:
+    with FakeOpenAIServer(canned(fail_first=1)) as server:
         llm = OpenAICompatibleLLM(server.base_url, "facts", api="completions", api_key_env=None, backoff_s=0.01)
         assert llm.generate(["Please breakdown ...: X."], 64, stop=["\n\n"]) == ["\n- A fact.\n- Another fact."]
         with pytest.raises(EndpointError, match="HTTP 400"):
             llm.generate(["a bad request"], 8)
     first, retried, bad = server.requests
-    assert first == retried and first["path"] == "/v1/completions" and first["auth"] is None
+    assert first["body"] == retried["body"] and first["path"] == "/v1/completions" and first["auth"] is None
     assert first["body"] == {
         "model": "facts",
         "max_tokens": 64,
@@ -114,12 +83,60 @@ def test_completions_endpoint_stop_and_retries():
 
 
 def test_load_llm_from_config_values(tmp_path):
-    llm = load_llm("openai-completions", "m", base_url="http://127.0.0.1:9/v1", cache_path=tmp_path / "c.jsonl")
+    config = LLMConfig("openai-completions", "m", base_url="http://127.0.0.1:9/v1", api_key_env=None, concurrency=3)
+    llm = load_llm(config, cache_path=tmp_path / "c.jsonl")
     assert isinstance(llm, CachedLLM) and llm.name == "openai-completions:http://127.0.0.1:9/v1:m"
+    assert llm.llm.endpoint.config.concurrency == 3 and llm.llm.endpoint.config.api_key_env is None
     with pytest.raises(ValueError, match="base_url"):
-        load_llm("openai-chat", "m")
+        load_llm(LLMConfig("openai-chat", "m"))
     with pytest.raises(ValueError, match="unknown backend"):
-        load_llm("llama.cpp", "m")
+        load_llm(LLMConfig("llama.cpp", "m"))
+
+
+# --- the HTTP client: retries, Retry-After, connection reuse ----------------------------
+
+def test_retry_delay_hand_worked():
+    assert retry_delay({"Retry-After": "3"}, attempt=0, backoff_s=1.0, max_wait_s=60.0) == 3.0
+    assert retry_delay({"retry-after-ms": "250", "retry-after": "9"}, 0, 1.0, 60.0) == 0.25  # OpenAI's, finer
+    date = email.utils.formatdate(1000.0 + 7, usegmt=True)  # an HTTP date 7 s after "now"
+    assert retry_delay({"Retry-After": date}, 0, 1.0, 60.0, now=1000.0) == 7.0
+    assert retry_delay({"Retry-After": "120"}, 0, 1.0, 60.0) == 60.0  # capped
+    assert retry_delay({"Retry-After": "-5"}, 3, 1.0, 60.0) == 8.0  # not a number or a date: back off
+    assert retry_delay({}, attempt=2, backoff_s=0.5, max_wait_s=60.0) == 2.0  # 0.5 * 2**2
+    assert retry_delay({}, attempt=10, backoff_s=0.5, max_wait_s=60.0) == 60.0
+
+
+def test_429_waits_as_long_as_retry_after_then_succeeds():
+    answers = iter([(429, {"Retry-After": "1"}, {"error": "slow down"}),
+                    (200, {}, {"choices": [{"text": "fine"}]})])
+    with FakeOpenAIServer(lambda path, body: next(answers)) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", api="completions", api_key_env=None, backoff_s=0.001)
+        assert llm.generate(["x"], 4) == ["fine"]
+    limited, retried = server.requests
+    assert limited["body"] == retried["body"]
+    assert retried["time"] - limited["time"] >= 1.0  # the server's second, not the 1 ms backoff
+
+
+def test_retries_are_bounded():
+    with FakeOpenAIServer(lambda path, body: (503, {"Retry-After": "0"}, {"error": "down"})) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", api="completions", api_key_env=None, max_retries=2)
+        with pytest.raises(EndpointError, match="HTTP 503"):
+            llm.generate(["x"], 4)
+    assert len(server.requests) == 3  # the first attempt and two retries
+    refused = OpenAICompatibleLLM("http://127.0.0.1:9/v1", "m", api_key_env=None, max_retries=1, backoff_s=0.001)
+    with pytest.raises(EndpointError, match="ConnectError"):  # nothing listens on port 9
+        refused.generate(["x"], 4)
+
+
+def test_connections_are_reused():
+    with FakeOpenAIServer(lambda path, body: (200, {}, {"choices": [{"text": body["prompt"]}]})) as server:
+        one = OpenAICompatibleLLM(server.base_url, "m", api="completions", api_key_env=None, concurrency=1)
+        assert [one.generate([p], 4)[0] for p in "abc"] == ["a", "b", "c"]
+        two = OpenAICompatibleLLM(server.base_url, "m", api="completions", api_key_env=None, concurrency=2)
+        assert two.generate(list("defghi"), 4) == list("defghi")
+    ports = [r["port"] for r in server.requests]
+    assert len(set(ports[:3])) == 1  # three calls, one connection
+    assert len(set(ports[3:])) <= 2  # six prompts over at most two
 
 
 def test_cached_llm_answers_once_and_survives_restarts(tmp_path):

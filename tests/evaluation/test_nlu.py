@@ -1,14 +1,12 @@
 """NLU through lm-eval: local task YAMLs generated from the stock ones, run offline on a
-few documents, with the `<CALL>` logit masked."""
+few documents, with the `<CALL>` logit masked (tests/evaluation/test_lm_eval_model.py)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 import yaml
 
-from evaluation.checkpoint import load_checkpoint, load_hf_tokenizer
-from evaluation.nlu import NLU_TASKS, _lm_eval_tasks_dir, _Loader, call_masked_lm, evaluate_nlu, task_config
+from evaluation.nlu import NLU_TASKS, _lm_eval_tasks_dir, _Loader, evaluate_nlu, task_config
 
 DATA_KEYS = {"dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split", "test_split", "tag"}
 
@@ -23,16 +21,6 @@ def test_task_config_keeps_the_stock_task_and_points_at_local_files(task):
         assert path.startswith("/") and path.endswith(".jsonl.xz")
         assert ours[{"test": "test_split", "validation": "validation_split"}[split]] == split
     assert ours["training_split"] is None
-
-
-def test_call_logit_is_masked(random_checkpoint):
-    ckpt = load_checkpoint(random_checkpoint)
-    lm = call_masked_lm(ckpt.model, load_hf_tokenizer(random_checkpoint), ckpt.call_id)
-    inps = torch.tensor([[5, 17, 42, 99]])
-    masked = lm._model_call(inps)
-    plain = ckpt.model(inps).logits
-    assert torch.isneginf(masked[..., ckpt.call_id]).all()
-    assert torch.equal(masked[..., :ckpt.call_id], plain[..., :ckpt.call_id])
 
 
 def test_nlu_tasks_run_offline_on_a_few_documents(random_checkpoint, tmp_path, monkeypatch):

@@ -41,6 +41,7 @@ class TrainingConfig(Config):
     save_every: int | None = None
     nproc_per_node: int = 1  # processes (GPUs) on this machine; more nodes: run torchrun yourself
     seed: int = 0
+    call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict:
@@ -64,7 +65,8 @@ def _train(
     # A new materialization trains from scratch in its own run directory; a re-execution of a
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
-    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed)]
+    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed),
+             "--call-objective", config.call_objective]
     flags += [f for d in data for f in ("--data", str(d))]
     flags += [f for d in judge for f in ("--judge", str(d))]
     flags += [f for d in ref_losses for f in ("--ref-losses", str(d))]
@@ -87,6 +89,7 @@ def _train(
             "step": final.step,
             "method": name,
             "preset": config.preset,
+            "call_objective": str(final.info.get("call_objective") or "none (A.1)"),
             "data_fingerprint": str(final.info.get("data_fingerprint")),
             "loss_curves": _loss_curves(metrics, name, run_dir / "loss_curves.png"),
             **_final_losses(metrics),

@@ -47,7 +47,7 @@ from trainer.checkpoint import (
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
 from trainer.masks import Method, build_masks, get_method
 from trainer.model import GPT, model_config
-from trainer.objective import baseline_loss, lacy_loss_from_stats, logit_stats
+from trainer.objective import FULL, baseline_loss, check_objective, lacy_loss_from_stats, logit_stats
 from trainer.presets import REFERENCE, RunSettings, get_preset
 
 METRICS_FILE = "metrics.jsonl"
@@ -88,6 +88,7 @@ class TrainConfig:
     save_every: int | None = None  # default: the preset's
     log_every: int | None = None
     seed: int = 0
+    call_objective: str = FULL  # `trainer.objective.CALL_OBJECTIVES`; only methods that call use it
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 
 def micro_batch_loss(
-    model: torch.nn.Module, batch: MicroBatch, method: Method, call_token_id: int, seed: int, step: int
+    model: torch.nn.Module, batch: MicroBatch, method: Method, call_objective: str, call_token_id: int, seed: int, step: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective of one micro-batch and its metric sums (`_SUMS`, detached)."""
     logits = model(batch.inputs)
@@ -154,7 +155,7 @@ def micro_batch_loss(
     stats = logit_stats(logits, targets, call_token_id)
     generator = mask_generator(seed, step, batch.index)
     call, ignore = build_masks(method.name, batch.labels, stats.token_loss, generator)
-    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore)
+    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore, call_objective)
     c = call.float()
     sums = torch.stack([
         n, c.sum(), (ignore & ~call).float().sum(), loss.detach() * n,
@@ -168,8 +169,10 @@ class StepRunner:
     """Forward, backward and optimizer step over one step's micro-batches (shared by the
     train loop and bench/train_step.py)."""
 
-    def __init__(self, model: GPT, settings: RunSettings, method: Method, call_token_id: int, seed: int, dist_: Dist):
-        self.model, self.settings, self.method = model, settings, method
+    def __init__(
+        self, model: GPT, settings: RunSettings, method: Method, call_objective: str, call_token_id: int, seed: int, dist_: Dist
+    ):
+        self.model, self.settings, self.method, self.call_objective = model, settings, method, check_objective(call_objective)
         self.call_token_id, self.seed, self.dist = call_token_id, seed, dist_
         self.optimizer = build_optimizer(model, settings, dist_.device)
         self.wrapped = DDP(model, device_ids=[dist_.device] if dist_.device.type == "cuda" else None) if dist_.world_size > 1 else model
@@ -187,7 +190,9 @@ class StepRunner:
             sync = contextlib.nullcontext() if last or self.wrapped is self.model else self.wrapped.no_sync()
             with sync:
                 with self.autocast():
-                    loss, batch_sums = micro_batch_loss(self.wrapped, batch, self.method, self.call_token_id, self.seed, step)
+                    loss, batch_sums = micro_batch_loss(
+                        self.wrapped, batch, self.method, self.call_objective, self.call_token_id, self.seed, step
+                    )
                 (loss / len(batches)).backward()
             sums += batch_sums
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
@@ -218,10 +223,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents) -> str:
-    """What must not change between a checkpoint and its resume (steps and logging may)."""
+def call_objective(cfg: TrainConfig, method: Method) -> str | None:
+    """The run's call objective; None for a method that does not call (baseline, reference),
+    whose objective is A.1 whatever the flag says."""
+    return check_objective(cfg.call_objective) if method.calls else None
+
+
+def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents, method: Method) -> str:
+    """What must not change between a checkpoint and its resume (steps and logging may). The
+    call objective enters only for methods that call, so a non-calling run keeps its identity."""
     shape = {k: v for k, v in settings.to_dict().items() if k not in ("steps", "save_every", "log_every")}
-    return fingerprint(cfg.method, cfg.preset, shape, docs.fingerprint, cfg.seed)
+    objective = call_objective(cfg, method)
+    return fingerprint(cfg.method, cfg.preset, shape, docs.fingerprint, cfg.seed, *([objective] if objective else []))
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str], None] = print) -> Path:
@@ -246,12 +259,13 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     loader = PackedLoader(docs, settings.context, settings.micro_batch_size, g, cfg.seed, d.rank, d.world_size)
     torch.manual_seed(cfg.seed)
     model = GPT(model_config(settings.model_size, tok.vocab_size, context=settings.context)).to(d.device)
-    runner = StepRunner(model, settings, method, tok.call_id, cfg.seed, d)
+    objective = call_objective(cfg, method)
+    runner = StepRunner(model, settings, method, objective or FULL, tok.call_id, cfg.seed, d)
     info = {
         "format": 1, "method": cfg.method, "preset": cfg.preset, "seed": cfg.seed, "world_size": d.world_size,
         "run": {**settings.to_dict(), "steps": total, "save_every": save_every, "log_every": log_every}, "model_size": settings.model_size, "model": asdict(model.cfg),
         "num_params": model.num_params(), "call_token_id": tok.call_id, "eos_id": tok.eos_id, "bos_id": tok.bos_id,
-        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs),
+        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs, method), "call_objective": objective,
         "tokens_per_step": loader.tokens_per_step,
     }
 
@@ -262,8 +276,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     if resume is not None:
         if resume.info.get("run_fingerprint") != info["run_fingerprint"]:
             raise ValueError(
-                f"{resume.path / INFO_FILE}: {out} holds a different run (method, preset, data or seed differ); "
-                "use another --out to start a new run"
+                f"{resume.path / INFO_FILE}: {out} holds a different run (method, preset, data, seed or call "
+                "objective differ); use another --out to start a new run"
             )
         start = _restore(resume, model, runner, loader, d)
         say(f"resumed from {resume.path} at step {start}")
@@ -272,7 +286,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(out / METRICS_FILE, start)
-    say(f"{cfg.method} on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
+    say(f"{cfg.method} ({objective or 'A.1'} objective) on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
         f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
         f"{settings.context} per step over {d.world_size} process(es)")
 

@@ -113,3 +113,27 @@ def test_reference_trains_on_extra_unlabeled_data_and_lacy_refuses_it(tmp_path, 
 
     with pytest.raises(DataError, match="no fact labels"):
         train(TrainConfig(method="lacy", data=data, out=str(tmp_path / "lacy"), preset="smoke", max_steps=1), log=lambda _: None)
+
+
+def test_call_objective_is_part_of_a_calling_run_only(tmp_path, dataset):
+    def run(method, objective, steps, out):
+        cfg = TrainConfig(method=method, data=(str(dataset),), out=str(tmp_path / out), preset="smoke", max_steps=steps,
+                          call_objective=objective)
+        return json.loads((train(cfg, log=lambda _: None) / "lacy.json").read_text())
+
+    assert run("lacy", "renormalized", 1, "lacy")["call_objective"] == "renormalized"
+    with pytest.raises(ValueError, match="holds a different run"):
+        run("lacy", "full", 2, "lacy")
+    # the baseline's objective is A.1 whatever the flag: either flag continues the same run
+    assert run("baseline", "renormalized", 1, "baseline")["call_objective"] is None
+    assert run("baseline", "full", 2, "baseline")["step"] == 2
+
+
+def test_cli_call_objective():
+    from trainer.__main__ import parse_args
+
+    common = ["--method", "lacy", "--data", "d", "--out", "o"]
+    assert parse_args(common).call_objective == "full"
+    assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
+    with pytest.raises(SystemExit):
+        parse_args([*common, "--call-objective", "softmax"])

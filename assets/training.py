@@ -31,6 +31,12 @@ from trainer.presets import REFERENCE
 from trainer.score import score_dataset
 from trainer.train import METRICS_FILE
 
+CALL_DECISION = {  # `trainer.metrics` names: the call-decision panel of the loss curves
+    "call_top_fraction": "<CALL> is the top logit",
+    "p_call_at_call": "mean p(<CALL>) at calls",
+    "p_call_at_non_call": "mean p(<CALL>) at non-calls",
+    "call_auc": "in-batch AUC of the <CALL> logit",
+}
 LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
 TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)
 
@@ -105,7 +111,7 @@ def _final_losses(metrics: list[dict]) -> dict:
     """Losses over the last tenth of training (less noisy than the last logging step)."""
     tail = metrics[-max(1, len(metrics) // 10) :]
     out = {}
-    for key in ("loss", "call_loss", "non_call_loss", "call_fraction"):
+    for key in ("loss", "call_loss", "non_call_loss", "call_fraction", *CALL_DECISION):
         values = [m[key] for m in tail if m.get(key) is not None]
         if values:
             out[f"final_{key}"] = round(sum(values) / len(values), 4)
@@ -113,7 +119,7 @@ def _final_losses(metrics: list[dict]) -> dict:
 
 
 def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue:
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.5))
     steps = [m["step"] for m in metrics]
     marker = "o" if len(steps) < 20 else None  # a short run still shows its points
     for key, style, label in (("loss", "-", "loss"), ("call_loss", "--", "call loss"), ("non_call_loss", ":", "non-call loss")):
@@ -130,6 +136,14 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     ax2.set_ylim(0, 0.5)
     ax2.set_title("realized masks")
     ax2.legend()
+    for key, label in CALL_DECISION.items():
+        values = [m.get(key) for m in metrics]
+        if any(v is not None for v in values):
+            ax3.plot(steps, values, marker=marker, label=label)
+    ax3.set_xlabel("step")
+    ax3.set_ylim(0, 1)
+    ax3.set_title("call decision")
+    ax3.legend()
     return md_plot(fig, save_to)
 
 

@@ -18,8 +18,9 @@ p(<CALL>) free at non-call positions. README's deviations section has the measur
 the paper's quotes for each. A.3 (calls only) is the case I = 0. A.2 (ignore without calls)
 is written in the paper with another normalization, 1 / sum(1 - I); no method of Table 5
 ignores without calling, so it is not implemented. A.1, the baseline's plain cross-entropy
-over the whole vocabulary (`baseline_loss`), is `full` with C = I = 0. Where C and I overlap
-the call term wins, as in A.4.
+over the whole vocabulary, is `full` with C = I = 0 (`F.cross_entropy`'s value and gradient,
+through the same blocked pass, faster on CPU). Where C and I overlap the call term wins, as
+in A.4.
 
 Cost: one pass over the logits forward and one backward, as plain cross-entropy. <CALL> is
 the last id, so the text logits are the slice `logits[:, :-1]` (a view). `logit_stats`
@@ -202,10 +203,3 @@ def lacy_loss(
     targets = targets.reshape(-1)
     stats = logit_stats(logits, targets, call_token_id)
     return lacy_loss_from_stats(logits, targets, stats, call_mask, ignore_mask, objective)
-
-
-def baseline_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Eq. A.1: mean cross-entropy over the whole vocabulary, i.e. `full` with C = I = 0
-    (`F.cross_entropy`'s value and gradient, through the same blocked pass, faster on CPU)."""
-    none = torch.zeros(targets.shape, dtype=torch.bool, device=targets.device)
-    return lacy_loss(logits, targets, none, none, logits.shape[-1] - 1, FULL)

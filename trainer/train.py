@@ -13,7 +13,7 @@ checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step
 never from global state, so it does not depend on how the work is split or resumed.
 
 Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
-`reporter.log(step, metrics)`. Names: see `METRICS`.
+`reporter.log(step, metrics)`. Names: see `trainer.metrics`.
 """
 
 from __future__ import annotations
@@ -46,26 +46,12 @@ from trainer.checkpoint import (
 )
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
 from trainer.masks import Method, build_masks, get_method
+from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
-from trainer.objective import FULL, baseline_loss, check_objective, lacy_loss_from_stats, logit_stats
+from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
 from trainer.presets import REFERENCE, RunSettings, get_preset
 
-METRICS_FILE = "metrics.jsonl"
-# Per logging step. Losses are means over the interval's tokens:
-#   loss              the objective (A.4; A.1 for baseline/reference)
-#   call_loss         -log p(x_{i+1}) at call positions (A.5, on the training mask)
-#   non_call_loss     -log p_CALL(x_{i+1}) at non-call positions (A.6; for baseline/reference
-#                     the A.1 loss, every position being a non-call)
-#   call_target_loss  -log p(<CALL>) at call positions (the call term of A.3/A.4)
-#   non_call_p_call   mean p(<CALL>) at non-call positions (A.3/A.4 leave it free there:
-#                     the non-call term renormalizes <CALL> away)
-#   call_fraction, ignore_fraction   realized shares of tokens (ignore counts I and not C)
-#   lr, grad_norm (before clipping, last step), tokens (seen so far, all processes),
-#   tokens_per_s, step_time_s, data_share (share of step time spent producing batches),
-#   elapsed_s (this process, since start or resume)
-METRICS = ("step", "tokens", "loss", "call_loss", "non_call_loss", "call_target_loss", "non_call_p_call", "call_fraction",
-           "ignore_fraction", "lr", "grad_norm", "tokens_per_s", "step_time_s", "data_share", "elapsed_s")
-_SUMS = ("tokens", "calls", "ignored", "loss", "call_target_loss", "call_loss", "non_call_loss", "non_calls", "non_call_p_call")
+METRICS_FILE = "metrics.jsonl"  # one line per logging step: `trainer.metrics.METRICS`
 
 
 class Reporter(Protocol):
@@ -143,26 +129,15 @@ def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
 def micro_batch_loss(
     model: torch.nn.Module, batch: MicroBatch, method: Method, call_objective: str, call_token_id: int, seed: int, step: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The objective of one micro-batch and its metric sums (`_SUMS`, detached)."""
+    """The objective of one micro-batch and its metric sums (`trainer.metrics.SUMS`, detached).
+    A method that does not call has empty masks: `full` is then A.1."""
     logits = model(batch.inputs)
     logits = logits.view(-1, logits.shape[-1])
     targets = batch.targets.reshape(-1)
-    n = torch.tensor(float(targets.numel()), device=logits.device)
-    if not method.calls:
-        loss = baseline_loss(logits, targets)
-        zero = torch.zeros((), device=logits.device)
-        return loss, torch.stack([n, zero, zero, loss.detach() * n, zero, zero, loss.detach() * n, n, zero])
     stats = logit_stats(logits, targets, call_token_id)
-    generator = mask_generator(seed, step, batch.index)
-    call, ignore = build_masks(method.name, batch.labels, stats.token_loss, generator)
-    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore, call_objective)
-    c = call.float()
-    sums = torch.stack([
-        n, c.sum(), (ignore & ~call).float().sum(), loss.detach() * n,
-        -(stats.call_logprob * c).sum(), (stats.full_token_loss * c).sum(), (stats.token_loss * (1 - c)).sum(), (1 - c).sum(),
-        (stats.call_logprob.exp() * (1 - c)).sum(),
-    ])
-    return loss, sums
+    call, ignore = build_masks(method.name, batch.labels, stats.token_loss, mask_generator(seed, step, batch.index))
+    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore, call_objective if method.calls else FULL)
+    return loss, micro_batch_sums(stats, call, ignore, loss)
 
 
 class StepRunner:
@@ -184,7 +159,7 @@ class StepRunner:
         lr = learning_rate(self.settings, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(len(_SUMS), device=self.dist.device)
+        sums = torch.zeros(len(SUMS), device=self.dist.device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or self.wrapped is self.model else self.wrapped.no_sync()
@@ -199,20 +174,6 @@ class StepRunner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return sums, grad_norm
-
-
-def _metrics(sums: torch.Tensor) -> dict:
-    s = dict(zip(_SUMS, sums.tolist()))
-    mean = lambda key, over: s[key] / s[over] if s[over] > 0 else None  # noqa: E731
-    return {
-        "loss": mean("loss", "tokens"),
-        "call_loss": mean("call_loss", "calls"),
-        "non_call_loss": mean("non_call_loss", "non_calls"),
-        "call_target_loss": mean("call_target_loss", "calls"),
-        "non_call_p_call": mean("non_call_p_call", "non_calls") if s["calls"] > 0 else None,
-        "call_fraction": mean("calls", "tokens"),
-        "ignore_fraction": mean("ignored", "tokens"),
-    }
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -318,7 +279,7 @@ class MetricsLog:
 
     def __init__(self, path: Path, tokens_per_step: int, d: Dist, reporter: Reporter | None, say: Callable[[str], None]):
         self.path, self.tokens_per_step, self.d, self.reporter, self.say = path, tokens_per_step, d, reporter, say
-        self.sums = torch.zeros(len(_SUMS), device=d.device)
+        self.sums = torch.zeros(len(SUMS), device=d.device)
         self.t_start = time.perf_counter()
         self._reset()
 
@@ -339,7 +300,7 @@ class MetricsLog:
         now = time.perf_counter()
         seconds = now - self.t0
         metrics = {
-            "step": step, "tokens": step * self.tokens_per_step, **_metrics(self.sums), "lr": lr,
+            "step": step, "tokens": step * self.tokens_per_step, **interval_metrics(self.sums), "lr": lr,
             "grad_norm": float(grad_norm), "tokens_per_s": self.steps * self.tokens_per_step / seconds,
             "step_time_s": seconds / self.steps, "data_share": self.data_seconds / seconds, "elapsed_s": now - self.t_start,
         }

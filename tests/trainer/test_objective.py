@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainer import objective
-from trainer.objective import FULL, RENORMALIZED, baseline_loss, lacy_loss, logit_stats
+from trainer.objective import FULL, RENORMALIZED, lacy_loss, logit_stats
 
 # Vocabulary {a: 0, b: 1, <CALL>: 2}. exp(logits) per position:
 #   position 1: [1, 3, 4] (sum 8): p(CALL) = 1/2, p_CALL(a) = 1/4, p_CALL(b) = 3/4
@@ -89,11 +89,6 @@ def test_stats_by_hand():
     assert s.call_top.tolist() == [True, True]  # log 4 beats log 3 and log 2
 
 
-def test_baseline_is_a1_by_hand():
-    # A.1: the whole vocabulary, <CALL> included: -(1/2)[log 3/8 + log 2/8]
-    assert baseline_loss(LOGITS, TARGETS).item() == pytest.approx(-(math.log(3 / 8) + math.log(2 / 8)) / 2, abs=1e-12)
-
-
 def naive_a4(logits, targets, call, ignore):
     """`renormalized`: A.4 with a masked copy of the logits (what the fast version must equal)."""
     masked = logits.clone()
@@ -171,14 +166,14 @@ def test_unknown_objective_is_named():
         lacy_loss(LOGITS, TARGETS, mask(0, 0), mask(0, 0), CALL, "softmax")
 
 
-@pytest.mark.parametrize("ours", [baseline_loss, lambda x, t: lacy_loss(x, t, t < 0, t < 0, x.shape[1] - 1, FULL)])
-def test_baseline_and_full_without_masks_match_torch_cross_entropy(monkeypatch, ours):
+def test_full_without_masks_is_a1_torch_cross_entropy(monkeypatch):
     monkeypatch.setattr(objective, "BLOCK_ELEMENTS", 5)
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(23, 9, generator=g, dtype=torch.float64)
     targets = torch.randint(0, 8, (23,), generator=g)
     a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    ours, torchs = ours(a, targets), torch.nn.functional.cross_entropy(b, targets)
+    none = torch.zeros(23, dtype=torch.bool)
+    ours, torchs = lacy_loss(a, targets, none, none, 8, FULL), torch.nn.functional.cross_entropy(b, targets)
     ours.backward(), torchs.backward()
     torch.testing.assert_close(ours, torchs, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

@@ -191,7 +191,7 @@ def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConf
 def method_model(method: str) -> AssetsDefinition:
     """`<method>_model`: the method's masks (Table 5) on the shared trainer."""
     spec = METHODS[method]
-    deps = [token_shards] + ([lmlm_judge_labels] if spec.needs_judge else []) + ([reference_losses] if spec.needs_ref_loss else [])
+    deps = [token_shards] + ([lmlm_judge_labels] if spec.needs.judge else []) + ([reference_losses] if spec.needs.ref_loss else [])
 
     @asset(
         name=f"{method}_model",
@@ -205,8 +205,8 @@ def method_model(method: str) -> AssetsDefinition:
     def _model(
         context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
     ) -> MaterializeResult:
-        judge = [storage.path("lmlm_judge_labels")] if spec.needs_judge else []
-        ref = [storage.path("reference_losses")] if spec.needs_ref_loss else []
+        judge = [storage.path("lmlm_judge_labels")] if spec.needs.judge else []
+        ref = [storage.path("reference_losses")] if spec.needs.ref_loss else []
         return _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
 
     return _model

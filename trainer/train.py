@@ -45,7 +45,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
-from trainer.masks import Method, build_masks, get_method
+from trainer.masks import Method, get_method
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
 from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
@@ -135,7 +135,7 @@ def micro_batch_loss(
     logits = logits.view(-1, logits.shape[-1])
     targets = batch.targets.reshape(-1)
     stats = logit_stats(logits, targets, call_token_id)
-    call, ignore = build_masks(method.name, batch.labels, stats.token_loss, mask_generator(seed, step, batch.index))
+    call, ignore = method.masks(batch.labels, stats.token_loss, mask_generator(seed, step, batch.index))
     loss = lacy_loss_from_stats(logits, targets, stats, call, ignore, call_objective if method.calls else FULL)
     return loss, micro_batch_sums(stats, call, ignore, loss)
 
@@ -209,11 +209,11 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     out = Path(cfg.out)
     say = log if d.main else (lambda _msg: None)
 
-    docs = load_documents(list(cfg.data), "train", list(cfg.judge), list(cfg.ref_losses), method.needs_facts,
-                          method.needs_judge, method.needs_ref_loss, cfg.method)
+    docs = load_documents(list(cfg.data), "train", judge_dirs=list(cfg.judge), ref_loss_dirs=list(cfg.ref_losses),
+                          needs=method.needs, method=cfg.method)
     tok = Tokenizer(docs.tokenizer["path"])
     for source in docs.sources:
-        if method.needs_judge and source["unannotated_docs"]:
+        if method.needs.judge and source["unannotated_docs"]:
             say(f"{source['path']}: {source['unannotated_docs']} documents without LLM-judge annotation train without calls")
     g = settings.micro_batches_per_step()
     settings.grad_accumulation(d.world_size)  # fails early when the batch does not split

@@ -143,7 +143,7 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     ax3.set_xlabel("step")
     ax3.set_ylim(0, 1)
     ax3.set_title("call decision")
-    ax3.legend()
+    ax3.legend(fontsize=8, loc="center right")
     return md_plot(fig, save_to)
 
 

@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{0:04d}...{p().num_shards - 1:04d}')" 2>/dev/null)
+METHOD_MODELS = $(shell $(BIN)/python -c "from trainer.masks import METHODS; print(','.join(f'{m}_model' for m in METHODS))" 2>/dev/null)
 DG := $(BIN)/dagster asset materialize
 RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
@@ -32,7 +33,7 @@ models: $(STAMP)  # the reference model and every method of Table 5 (about an ho
 	$(RECOVER)
 	$(DG) --select extra_token_shards,reference_model
 	$(DG) --select reference_losses
-	$(DG) --select baseline_model,loss_based_model,rho1_model,llm_judge_model,spacy_model,lacy_model,spacy_refloss_model,lacy_ignorefacts_model,lacy_ignore_model
+	$(DG) --select $(METHOD_MODELS)
 
 evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
 	$(RECOVER)

@@ -11,7 +11,8 @@ from dagster_pipes import PipesContext, open_dagster_pipes
 from trainer.__main__ import parse_args
 from trainer.train import train
 
-REPORTED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fraction", "tokens_per_s", "data_share")
+REPORTED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fraction", "call_top_fraction", "p_call_at_call",
+            "p_call_at_non_call", "call_auc", "tokens_per_s", "data_share")
 
 
 class PipesReporter:

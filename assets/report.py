@@ -30,17 +30,7 @@ from assets.training import LATEST
 from pipelines.files import read_json
 from trainer.masks import METHODS
 
-NAMES = {  # as the paper writes them
-    "baseline": "Baseline",
-    "loss_based": "Loss-based calls",
-    "rho1": "Rho-1",
-    "llm_judge": "LLM judge",
-    "spacy": "spaCy",
-    "lacy": "LaCy",
-    "spacy_refloss": "spaCy + Refloss",
-    "lacy_ignorefacts": "LaCy + Ignorefacts",
-    "lacy_ignore": "LaCy + Ignore",
-}
+NAMES = {name: method.label for name, method in METHODS.items()}  # as the paper writes them
 NLU_TASKS = ("arc_easy", "hellaswag", "piqa", "social_iqa")
 REPORTED = ("validation_losses", "cascade_generations", "factscore", "fact_leakage", "nlu")  # the evaluations the report reads
 PAPER_TABLE2 = {"LLM judge": "233 h / 1B tokens, one A100 GPU", "Rho-1": "56 h / 1B tokens, one A100 GPU", "LaCy": "152 h / 1B tokens, one CPU core"}

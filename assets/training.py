@@ -31,6 +31,12 @@ from trainer.presets import REFERENCE
 from trainer.score import score_dataset
 from trainer.train import METRICS_FILE
 
+CALL_DECISION = {  # `trainer.metrics` names: the call-decision panel of the loss curves
+    "call_top_fraction": "<CALL> is the top logit",
+    "p_call_at_call": "mean p(<CALL>) at calls",
+    "p_call_at_non_call": "mean p(<CALL>) at non-calls",
+    "call_auc": "in-batch AUC of the <CALL> logit",
+}
 LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
 TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)
 
@@ -41,6 +47,7 @@ class TrainingConfig(Config):
     save_every: int | None = None
     nproc_per_node: int = 1  # processes (GPUs) on this machine; more nodes: run torchrun yourself
     seed: int = 0
+    call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict:
@@ -64,7 +71,8 @@ def _train(
     # A new materialization trains from scratch in its own run directory; a re-execution of a
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
-    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed)]
+    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed),
+             "--call-objective", config.call_objective]
     flags += [f for d in data for f in ("--data", str(d))]
     flags += [f for d in judge for f in ("--judge", str(d))]
     flags += [f for d in ref_losses for f in ("--ref-losses", str(d))]
@@ -87,6 +95,7 @@ def _train(
             "step": final.step,
             "method": name,
             "preset": config.preset,
+            "call_objective": str(final.info.get("call_objective") or "none (A.1)"),
             "data_fingerprint": str(final.info.get("data_fingerprint")),
             "loss_curves": _loss_curves(metrics, name, run_dir / "loss_curves.png"),
             **_final_losses(metrics),
@@ -102,7 +111,7 @@ def _final_losses(metrics: list[dict]) -> dict:
     """Losses over the last tenth of training (less noisy than the last logging step)."""
     tail = metrics[-max(1, len(metrics) // 10) :]
     out = {}
-    for key in ("loss", "call_loss", "non_call_loss", "call_fraction"):
+    for key in ("loss", "call_loss", "non_call_loss", "call_fraction", *CALL_DECISION):
         values = [m[key] for m in tail if m.get(key) is not None]
         if values:
             out[f"final_{key}"] = round(sum(values) / len(values), 4)
@@ -110,7 +119,7 @@ def _final_losses(metrics: list[dict]) -> dict:
 
 
 def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue:
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.5))
     steps = [m["step"] for m in metrics]
     marker = "o" if len(steps) < 20 else None  # a short run still shows its points
     for key, style, label in (("loss", "-", "loss"), ("call_loss", "--", "call loss"), ("non_call_loss", ":", "non-call loss")):
@@ -127,6 +136,14 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     ax2.set_ylim(0, 0.5)
     ax2.set_title("realized masks")
     ax2.legend()
+    for key, label in CALL_DECISION.items():
+        values = [m.get(key) for m in metrics]
+        if any(v is not None for v in values):
+            ax3.plot(steps, values, marker=marker, label=label)
+    ax3.set_xlabel("step")
+    ax3.set_ylim(0, 1)
+    ax3.set_title("call decision")
+    ax3.legend(fontsize=8, loc="center right")
     return md_plot(fig, save_to)
 
 
@@ -174,7 +191,7 @@ def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConf
 def method_model(method: str) -> AssetsDefinition:
     """`<method>_model`: the method's masks (Table 5) on the shared trainer."""
     spec = METHODS[method]
-    deps = [token_shards] + ([lmlm_judge_labels] if spec.needs_judge else []) + ([reference_losses] if spec.needs_ref_loss else [])
+    deps = [token_shards] + ([lmlm_judge_labels] if spec.needs.judge else []) + ([reference_losses] if spec.needs.ref_loss else [])
 
     @asset(
         name=f"{method}_model",
@@ -188,8 +205,8 @@ def method_model(method: str) -> AssetsDefinition:
     def _model(
         context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
     ) -> MaterializeResult:
-        judge = [storage.path("lmlm_judge_labels")] if spec.needs_judge else []
-        ref = [storage.path("reference_losses")] if spec.needs_ref_loss else []
+        judge = [storage.path("lmlm_judge_labels")] if spec.needs.judge else []
+        ref = [storage.path("reference_losses")] if spec.needs.ref_loss else []
         return _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
 
     return _model

@@ -9,6 +9,7 @@ import argparse
 import torch.distributed as dist
 
 from trainer.masks import METHODS
+from trainer.objective import CALL_OBJECTIVES, FULL
 from trainer.presets import PRESETS, REFERENCE
 from trainer.train import TrainConfig, train
 
@@ -30,10 +31,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every K steps (and at the end)")
     p.add_argument("--log-every", type=int, default=None, help="log metrics every K steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--call-objective", default=FULL, choices=CALL_OBJECTIVES,
+                   help="full: cross-entropy over the whole vocabulary, call targets swapped to <CALL>; "
+                   "renormalized: A.4 as printed (text term over p without <CALL>). Ignored by baseline and reference")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
-                       log_every=a.log_every, seed=a.seed)
+                       log_every=a.log_every, seed=a.seed, call_objective=a.call_objective)
 
 
 def main(argv: list[str] | None = None) -> None:

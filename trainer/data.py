@@ -35,7 +35,7 @@ from pipelines.files import fingerprint
 from pipelines.judge import JUDGE_SCHEMA
 from pipelines.shards import TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
-from trainer.masks import TokenLabels
+from trainer.masks import Needs, TokenLabels
 
 UNLABELED = -1  # token_class of a dataset without spaCy labels (the reference model's extra data)
 EOS_CLASS = GRAMMATICAL
@@ -125,13 +125,13 @@ def _match_labels(label_dirs: list[Path], datasets: list[tuple[Path, dict]], kin
 def load_documents(
     data_dirs: list[str | Path],
     split: str = "train",
+    *,
     judge_dirs: list[str | Path] = (),
     ref_loss_dirs: list[str | Path] = (),
-    need_facts: bool = False,
-    need_judge: bool = False,
-    need_ref_loss: bool = False,
+    needs: Needs = Needs(),
     method: str = "",
 ) -> Documents:
+    """The documents of `split`, with the labels `needs` asks for (`method` names who asks, in errors)."""
     if not data_dirs:
         raise DataError("no token dataset given (--data DIR)")
     datasets = [(Path(d), read_manifest(d)) for d in data_dirs]
@@ -146,7 +146,7 @@ def load_documents(
     refs = _match_labels([Path(p) for p in ref_loss_dirs], datasets, "reference losses")
     ids, cls, judge, ref, lengths, sources = [], [], [], [], [], []
     for d, manifest in datasets:
-        for label_pairs, needed, what in ((judges, need_judge, "LLM-judge labels (--judge)"), (refs, need_ref_loss, "reference losses (--ref-losses)")):
+        for label_pairs, needed, what in ((judges, needs.judge, "LLM-judge labels (--judge)"), (refs, needs.ref_loss, "reference losses (--ref-losses)")):
             if needed and d not in label_pairs:
                 raise DataError(f"{d}: method {method!r} needs {what} for every dataset; none given for this one")
         source = {"path": str(d), "fingerprint": manifest["fingerprint"], "docs": 0, "tokens": 0, "unannotated_docs": 0}
@@ -159,25 +159,25 @@ def load_documents(
             check_equal_lengths(path, table, ["input_ids", "token_class"])
             keep = pc.equal(table.column("split"), split)
             labels = {}
-            if need_judge:
+            if needs.judge:
                 jpath = judges[d][0] / entry["file"]
                 labels["judge"], unannotated = _aligned(jpath, read_table(jpath, JUDGE_SCHEMA), "judge_call", table, path, np.int8, 0)
                 source["unannotated_docs"] += unannotated  # docs without LLM annotation: no calls
-            if need_ref_loss:
+            if needs.ref_loss:
                 rpath = refs[d][0] / entry["file"]
                 labels["ref"], _ = _aligned(rpath, read_table(rpath, REF_LOSS_SCHEMA), "ref_loss", table, path, np.float32, np.nan)
             n_tok = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
             keep_tok = np.repeat(keep.to_numpy(zero_copy_only=False), n_tok)
             table = table.filter(keep)
             shard_ids, shard_cls = _flat(table.column("input_ids"), np.int32), _flat(table.column("token_class"), np.int8)
-            _check_tokens(path, table, shard_ids, shard_cls, tokenizer, need_facts, method)
+            _check_tokens(path, table, shard_ids, shard_cls, tokenizer, needs.facts, method)
             shard_ids = shard_ids.astype(id_dtype)
-            if need_ref_loss and np.isnan(labels["ref"][keep_tok]).any():
+            if needs.ref_loss and np.isnan(labels["ref"][keep_tok]).any():
                 raise DataError(f"{refs[d][0] / entry['file']}: reference losses missing (null or NaN) for {split} documents; rescore")
             ids.append(shard_ids)
             cls.append(shard_cls)
-            judge.append(labels["judge"][keep_tok] if need_judge else None)
-            ref.append(labels["ref"][keep_tok] if need_ref_loss else None)
+            judge.append(labels["judge"][keep_tok] if needs.judge else None)
+            ref.append(labels["ref"][keep_tok] if needs.ref_loss else None)
             lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
             source["docs"] += table.num_rows
             source["tokens"] += len(shard_ids)
@@ -191,8 +191,8 @@ def load_documents(
         ids=np.concatenate(ids),
         token_class=np.concatenate(cls),
         offsets=offsets,
-        judge_call=np.concatenate(judge) if need_judge else None,
-        ref_loss=np.concatenate(ref) if need_ref_loss else None,
+        judge_call=np.concatenate(judge) if needs.judge else None,
+        ref_loss=np.concatenate(ref) if needs.ref_loss else None,
         tokenizer={**tokenizer, "path": str(datasets[0][0] / MODEL_FILE)},
         sources=sources,
     )

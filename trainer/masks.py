@@ -1,25 +1,11 @@
-"""Call and ignore masks for every method of Table 5, built per micro-batch.
+"""The methods of Table 5: each one `Method` (name, label, the labels it needs, its step
+factor and its mask rule, one small function per row), masks built per micro-batch.
 
 A micro-batch is what one forward pass sees (`micro_batch_size` sequences of one process);
 "15% of the tokens of each mini-batch" (section 4, Table 5) is counted over it. Defining it
 so makes a 2-process DDP run equal a 1-process run accumulating gradients over the same
-micro-batches. All inputs are per *target* position, flattened to (n,).
-
-- baseline: no mask.
-- loss_based: C ~ Bernoulli(0.15) per token, as Table 5 writes (15% in expectation).
-- rho1: C = the 15% of tokens with the lowest own loss minus reference loss (Rho-1's
-  "excess loss"; the paper trains on high scores and delegates the low ones).
-- llm_judge: C = the LLM-judge labels as given (A.2.2); not forced to 15%.
-- spacy: 15% of tokens, sampled uniformly among spaCy fact tokens (section 5.4).
-- lacy: the fact tokens with the highest own loss, 15% of tokens (section 4).
-- spacy_refloss: the fact tokens with the highest reference loss, 15% of tokens.
-- lacy_ignorefacts: C as lacy; I = fact * (1 - C).
-- lacy_ignore: C as lacy; I = fact * (1 - C) plus the highest-own-loss tokens of the *other*
-  class until 15% of tokens are ignored. Table 5 writes the extra set as a top-k% of
-  L(B_grammar), but section 5.4 and A.2.1 say these are "non-factual and non-grammatical
-  tokens", i.e. the `other` class; we follow the text. When fact * (1 - C) alone exceeds 15%
-  (the embedded corpus has ~38% facts) nothing is added and the realized ignore fraction is
-  reported.
+micro-batches. All inputs are per *target* position, flattened to (n,). Adding a method is
+a rule function and a row of `METHODS` (and the README's row).
 
 "15% of tokens" is k = round(0.15 * n). When fewer candidates exist than k (e.g. fewer fact
 tokens than 15%), all candidates are calls and the realized fraction is what the train loop
@@ -29,46 +15,13 @@ on are the model's own per-token loss -log p_CALL(x_{i+1}) in this forward pass,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 CALL_FRACTION = 0.15
 IGNORE_FRACTION = 0.15  # LaCy + Ignore
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    calls: bool = True  # trains toward <CALL>; False: the baseline objective (A.1)
-    needs_facts: bool = False
-    needs_judge: bool = False
-    needs_ref_loss: bool = False
-    needs_token_loss: bool = False  # ranks on the model's own loss
-    step_factor: float = 1 / 0.85  # training steps relative to the baseline (A.4.1)
-
-
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("baseline", calls=False, step_factor=1.0),
-        Method("loss_based"),
-        Method("rho1", needs_ref_loss=True, needs_token_loss=True),
-        Method("llm_judge", needs_judge=True),
-        Method("spacy", needs_facts=True),
-        Method("lacy", needs_facts=True, needs_token_loss=True),
-        Method("spacy_refloss", needs_facts=True, needs_ref_loss=True),
-        # "trained 10% / 15% longer" than the calling methods (section 5.4, A.4.1)
-        Method("lacy_ignorefacts", needs_facts=True, needs_token_loss=True, step_factor=1 / 0.85 * 1.10),
-        Method("lacy_ignore", needs_facts=True, needs_token_loss=True, step_factor=1 / 0.85 * 1.15),
-    )
-}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
 
 
 @dataclass(frozen=True)
@@ -79,6 +32,34 @@ class TokenLabels:
     other: torch.Tensor  # bool: spaCy class other (neither fact nor grammatical)
     judge_call: torch.Tensor | None = None  # bool: LLM-judge <CALL> label
     ref_loss: torch.Tensor | None = None  # float: reference model's loss; NaN where unknown (EOS)
+
+
+@dataclass(frozen=True)
+class MaskInputs:
+    """What a mask rule sees of one micro-batch: labels, the model's own detached loss per
+    position (loss-ranked rules), and the micro-batch's CPU generator (random rules)."""
+
+    labels: TokenLabels
+    token_loss: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+
+    @property
+    def n(self) -> int:
+        return self.labels.fact.numel()
+
+    @property
+    def k(self) -> int:
+        return num_calls(self.n)
+
+    @property
+    def none(self) -> torch.Tensor:
+        return torch.zeros(self.n, dtype=torch.bool, device=self.labels.fact.device)
+
+    def uniform(self) -> torch.Tensor:
+        return torch.rand(self.n, generator=self.generator).to(self.labels.fact.device)
+
+
+Masks = tuple[torch.Tensor, torch.Tensor]  # (call_mask, ignore_mask), bool (n,)
 
 
 def num_calls(n: int, fraction: float = CALL_FRACTION) -> int:
@@ -107,42 +88,106 @@ def lacy_call_mask(token_loss: torch.Tensor, fact: torch.Tensor, call_fraction: 
     return mask.reshape(shape)
 
 
-def build_masks(
-    method: str,
-    labels: TokenLabels,
-    token_loss: torch.Tensor | None,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(call_mask, ignore_mask), bool (n,), for one micro-batch. `token_loss` is the model's
-    own detached loss per position (needed by the loss-ranked methods); `generator` seeds
-    the random methods (a CPU generator, seeded per micro-batch by the train loop)."""
-    m = get_method(method)
-    n = labels.fact.numel()
-    device = labels.fact.device
-    none = torch.zeros(n, dtype=torch.bool, device=device)
-    k = num_calls(n)
+def no_masks(x: MaskInputs) -> Masks:
+    """baseline: no mask."""
+    return x.none, x.none
 
-    def uniform() -> torch.Tensor:
-        return torch.rand(n, generator=generator).to(device)
 
-    if m.name == "baseline":
-        return none, none
-    if m.name == "loss_based":
-        return uniform() < CALL_FRACTION, none
-    if m.name == "rho1":
-        excess = token_loss - labels.ref_loss
-        return top_k_mask(excess, torch.isfinite(excess), k, largest=False), none
-    if m.name == "llm_judge":
-        return labels.judge_call.bool(), none
-    if m.name == "spacy":
-        return top_k_mask(uniform(), labels.fact, k), none
-    if m.name == "spacy_refloss":
-        return top_k_mask(labels.ref_loss, labels.fact & torch.isfinite(labels.ref_loss), k), none
-    call = lacy_call_mask(token_loss, labels.fact)
-    if m.name == "lacy":
-        return call, none
-    ignore = labels.fact & ~call
-    if m.name == "lacy_ignorefacts":
-        return call, ignore
-    extra = max(0, num_calls(n, IGNORE_FRACTION) - int(ignore.sum()))
-    return call, ignore | top_k_mask(token_loss, labels.other & ~call, extra)
+def loss_based_masks(x: MaskInputs) -> Masks:
+    """loss_based: C ~ Bernoulli(0.15) per token, as Table 5 writes (15% in expectation)."""
+    return x.uniform() < CALL_FRACTION, x.none
+
+
+def rho1_masks(x: MaskInputs) -> Masks:
+    """rho1: C = the 15% of tokens with the lowest own loss minus reference loss (Rho-1's
+    "excess loss"; the paper trains on high scores and delegates the low ones)."""
+    excess = x.token_loss - x.labels.ref_loss
+    return top_k_mask(excess, torch.isfinite(excess), x.k, largest=False), x.none
+
+
+def llm_judge_masks(x: MaskInputs) -> Masks:
+    """llm_judge: C = the LLM-judge labels as given (A.2.2); not forced to 15%."""
+    return x.labels.judge_call.bool(), x.none
+
+
+def spacy_masks(x: MaskInputs) -> Masks:
+    """spacy: 15% of tokens, sampled uniformly among spaCy fact tokens (section 5.4)."""
+    return top_k_mask(x.uniform(), x.labels.fact, x.k), x.none
+
+
+def spacy_refloss_masks(x: MaskInputs) -> Masks:
+    """spacy_refloss: the fact tokens with the highest reference loss, 15% of tokens."""
+    ref = x.labels.ref_loss
+    return top_k_mask(ref, x.labels.fact & torch.isfinite(ref), x.k), x.none
+
+
+def lacy_masks(x: MaskInputs) -> Masks:
+    """lacy: the fact tokens with the highest own loss, 15% of tokens (section 4)."""
+    return lacy_call_mask(x.token_loss, x.labels.fact), x.none
+
+
+def lacy_ignorefacts_masks(x: MaskInputs) -> Masks:
+    """lacy_ignorefacts: C as lacy; I = fact * (1 - C)."""
+    call = lacy_call_mask(x.token_loss, x.labels.fact)
+    return call, x.labels.fact & ~call
+
+
+def lacy_ignore_masks(x: MaskInputs) -> Masks:
+    """lacy_ignore: C as lacy; I = fact * (1 - C) plus the highest-own-loss tokens of the
+    *other* class until 15% of tokens are ignored. Table 5 writes the extra set as a top-k% of
+    L(B_grammar), but section 5.4 and A.2.1 say these are "non-factual and non-grammatical
+    tokens", i.e. the `other` class; we follow the text. When fact * (1 - C) alone exceeds
+    15% (the embedded corpus has ~38% facts) nothing is added and the realized ignore
+    fraction is reported."""
+    call, ignore = lacy_ignorefacts_masks(x)
+    extra = max(0, num_calls(x.n, IGNORE_FRACTION) - int(ignore.sum()))
+    return call, ignore | top_k_mask(x.token_loss, x.labels.other & ~call, extra)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The labels a method's rule reads besides the model's own loss."""
+
+    facts: bool = False  # spaCy token classes
+    judge: bool = False  # LLM-judge labels (`--judge`)
+    ref_loss: bool = False  # the reference model's per-token losses (`--ref-losses`)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of Table 5."""
+
+    name: str
+    label: str  # as the paper writes it (plots and tables)
+    rule: Callable[[MaskInputs], Masks]
+    needs: Needs = field(default_factory=Needs)
+    calls: bool = True  # trains toward <CALL>; False: the baseline objective (A.1)
+    step_factor: float = 1 / 0.85  # training steps relative to the baseline (A.4.1)
+
+    def masks(self, labels: TokenLabels, token_loss: torch.Tensor | None = None,
+              generator: torch.Generator | None = None) -> Masks:
+        """(call_mask, ignore_mask), bool (n,), for one micro-batch."""
+        return self.rule(MaskInputs(labels, token_loss, generator))
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("baseline", "Baseline", no_masks, calls=False, step_factor=1.0),
+        Method("loss_based", "Loss-based calls", loss_based_masks),
+        Method("rho1", "Rho-1", rho1_masks, Needs(ref_loss=True)),
+        Method("llm_judge", "LLM judge", llm_judge_masks, Needs(judge=True)),
+        Method("spacy", "spaCy", spacy_masks, Needs(facts=True)),
+        Method("lacy", "LaCy", lacy_masks, Needs(facts=True)),
+        Method("spacy_refloss", "spaCy + Refloss", spacy_refloss_masks, Needs(facts=True, ref_loss=True)),
+        # "trained 10% / 15% longer" than the calling methods (section 5.4, A.4.1)
+        Method("lacy_ignorefacts", "LaCy + Ignorefacts", lacy_ignorefacts_masks, Needs(facts=True), step_factor=1 / 0.85 * 1.10),
+        Method("lacy_ignore", "LaCy + Ignore", lacy_ignore_masks, Needs(facts=True), step_factor=1 / 0.85 * 1.15),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]

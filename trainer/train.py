@@ -13,7 +13,7 @@ checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step
 never from global state, so it does not depend on how the work is split or resumed.
 
 Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
-`reporter.log(step, metrics)`. Names: see `METRICS`.
+`reporter.log(step, metrics)`. Names: see `trainer.metrics`.
 """
 
 from __future__ import annotations
@@ -45,27 +45,13 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
-from trainer.masks import Method, build_masks, get_method
+from trainer.masks import Method, get_method
+from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
-from trainer.objective import baseline_loss, lacy_loss_from_stats, logit_stats
+from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
 from trainer.presets import REFERENCE, RunSettings, get_preset
 
-METRICS_FILE = "metrics.jsonl"
-# Per logging step. Losses are means over the interval's tokens:
-#   loss              the objective (A.4; A.1 for baseline/reference)
-#   call_loss         -log p(x_{i+1}) at call positions (A.5, on the training mask)
-#   non_call_loss     -log p_CALL(x_{i+1}) at non-call positions (A.6; for baseline/reference
-#                     the A.1 loss, every position being a non-call)
-#   call_target_loss  -log p(<CALL>) at call positions (the call term of A.3/A.4)
-#   non_call_p_call   mean p(<CALL>) at non-call positions (A.3/A.4 leave it free there:
-#                     the non-call term renormalizes <CALL> away)
-#   call_fraction, ignore_fraction   realized shares of tokens (ignore counts I and not C)
-#   lr, grad_norm (before clipping, last step), tokens (seen so far, all processes),
-#   tokens_per_s, step_time_s, data_share (share of step time spent producing batches),
-#   elapsed_s (this process, since start or resume)
-METRICS = ("step", "tokens", "loss", "call_loss", "non_call_loss", "call_target_loss", "non_call_p_call", "call_fraction",
-           "ignore_fraction", "lr", "grad_norm", "tokens_per_s", "step_time_s", "data_share", "elapsed_s")
-_SUMS = ("tokens", "calls", "ignored", "loss", "call_target_loss", "call_loss", "non_call_loss", "non_calls", "non_call_p_call")
+METRICS_FILE = "metrics.jsonl"  # one line per logging step: `trainer.metrics.METRICS`
 
 
 class Reporter(Protocol):
@@ -88,6 +74,7 @@ class TrainConfig:
     save_every: int | None = None  # default: the preset's
     log_every: int | None = None
     seed: int = 0
+    call_objective: str = FULL  # `trainer.objective.CALL_OBJECTIVES`; only methods that call use it
 
 
 @dataclass(frozen=True)
@@ -140,36 +127,27 @@ def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 
 def micro_batch_loss(
-    model: torch.nn.Module, batch: MicroBatch, method: Method, call_token_id: int, seed: int, step: int
+    model: torch.nn.Module, batch: MicroBatch, method: Method, call_objective: str, call_token_id: int, seed: int, step: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The objective of one micro-batch and its metric sums (`_SUMS`, detached)."""
+    """The objective of one micro-batch and its metric sums (`trainer.metrics.SUMS`, detached).
+    A method that does not call has empty masks: `full` is then A.1."""
     logits = model(batch.inputs)
     logits = logits.view(-1, logits.shape[-1])
     targets = batch.targets.reshape(-1)
-    n = torch.tensor(float(targets.numel()), device=logits.device)
-    if not method.calls:
-        loss = baseline_loss(logits, targets)
-        zero = torch.zeros((), device=logits.device)
-        return loss, torch.stack([n, zero, zero, loss.detach() * n, zero, zero, loss.detach() * n, n, zero])
     stats = logit_stats(logits, targets, call_token_id)
-    generator = mask_generator(seed, step, batch.index)
-    call, ignore = build_masks(method.name, batch.labels, stats.token_loss, generator)
-    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore)
-    c = call.float()
-    sums = torch.stack([
-        n, c.sum(), (ignore & ~call).float().sum(), loss.detach() * n,
-        -(stats.call_logprob * c).sum(), (stats.full_token_loss * c).sum(), (stats.token_loss * (1 - c)).sum(), (1 - c).sum(),
-        (stats.call_logprob.exp() * (1 - c)).sum(),
-    ])
-    return loss, sums
+    call, ignore = method.masks(batch.labels, stats.token_loss, mask_generator(seed, step, batch.index))
+    loss = lacy_loss_from_stats(logits, targets, stats, call, ignore, call_objective if method.calls else FULL)
+    return loss, micro_batch_sums(stats, call, ignore, loss)
 
 
 class StepRunner:
     """Forward, backward and optimizer step over one step's micro-batches (shared by the
     train loop and bench/train_step.py)."""
 
-    def __init__(self, model: GPT, settings: RunSettings, method: Method, call_token_id: int, seed: int, dist_: Dist):
-        self.model, self.settings, self.method = model, settings, method
+    def __init__(
+        self, model: GPT, settings: RunSettings, method: Method, call_objective: str, call_token_id: int, seed: int, dist_: Dist
+    ):
+        self.model, self.settings, self.method, self.call_objective = model, settings, method, check_objective(call_objective)
         self.call_token_id, self.seed, self.dist = call_token_id, seed, dist_
         self.optimizer = build_optimizer(model, settings, dist_.device)
         self.wrapped = DDP(model, device_ids=[dist_.device] if dist_.device.type == "cuda" else None) if dist_.world_size > 1 else model
@@ -181,33 +159,21 @@ class StepRunner:
         lr = learning_rate(self.settings, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(len(_SUMS), device=self.dist.device)
+        sums = torch.zeros(len(SUMS), device=self.dist.device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or self.wrapped is self.model else self.wrapped.no_sync()
             with sync:
                 with self.autocast():
-                    loss, batch_sums = micro_batch_loss(self.wrapped, batch, self.method, self.call_token_id, self.seed, step)
+                    loss, batch_sums = micro_batch_loss(
+                        self.wrapped, batch, self.method, self.call_objective, self.call_token_id, self.seed, step
+                    )
                 (loss / len(batches)).backward()
             sums += batch_sums
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return sums, grad_norm
-
-
-def _metrics(sums: torch.Tensor) -> dict:
-    s = dict(zip(_SUMS, sums.tolist()))
-    mean = lambda key, over: s[key] / s[over] if s[over] > 0 else None  # noqa: E731
-    return {
-        "loss": mean("loss", "tokens"),
-        "call_loss": mean("call_loss", "calls"),
-        "non_call_loss": mean("non_call_loss", "non_calls"),
-        "call_target_loss": mean("call_target_loss", "calls"),
-        "non_call_p_call": mean("non_call_p_call", "non_calls") if s["calls"] > 0 else None,
-        "call_fraction": mean("calls", "tokens"),
-        "ignore_fraction": mean("ignored", "tokens"),
-    }
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -218,10 +184,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents) -> str:
-    """What must not change between a checkpoint and its resume (steps and logging may)."""
+def call_objective(cfg: TrainConfig, method: Method) -> str | None:
+    """The run's call objective; None for a method that does not call (baseline, reference),
+    whose objective is A.1 whatever the flag says."""
+    return check_objective(cfg.call_objective) if method.calls else None
+
+
+def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents, method: Method) -> str:
+    """What must not change between a checkpoint and its resume (steps and logging may). The
+    call objective enters only for methods that call, so a non-calling run keeps its identity."""
     shape = {k: v for k, v in settings.to_dict().items() if k not in ("steps", "save_every", "log_every")}
-    return fingerprint(cfg.method, cfg.preset, shape, docs.fingerprint, cfg.seed)
+    objective = call_objective(cfg, method)
+    return fingerprint(cfg.method, cfg.preset, shape, docs.fingerprint, cfg.seed, *([objective] if objective else []))
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str], None] = print) -> Path:
@@ -235,23 +209,24 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     out = Path(cfg.out)
     say = log if d.main else (lambda _msg: None)
 
-    docs = load_documents(list(cfg.data), "train", list(cfg.judge), list(cfg.ref_losses), method.needs_facts,
-                          method.needs_judge, method.needs_ref_loss, cfg.method)
+    docs = load_documents(list(cfg.data), "train", judge_dirs=list(cfg.judge), ref_loss_dirs=list(cfg.ref_losses),
+                          needs=method.needs, method=cfg.method)
     tok = Tokenizer(docs.tokenizer["path"])
     for source in docs.sources:
-        if method.needs_judge and source["unannotated_docs"]:
+        if method.needs.judge and source["unannotated_docs"]:
             say(f"{source['path']}: {source['unannotated_docs']} documents without LLM-judge annotation train without calls")
     g = settings.micro_batches_per_step()
     settings.grad_accumulation(d.world_size)  # fails early when the batch does not split
     loader = PackedLoader(docs, settings.context, settings.micro_batch_size, g, cfg.seed, d.rank, d.world_size)
     torch.manual_seed(cfg.seed)
     model = GPT(model_config(settings.model_size, tok.vocab_size, context=settings.context)).to(d.device)
-    runner = StepRunner(model, settings, method, tok.call_id, cfg.seed, d)
+    objective = call_objective(cfg, method)
+    runner = StepRunner(model, settings, method, objective or FULL, tok.call_id, cfg.seed, d)
     info = {
         "format": 1, "method": cfg.method, "preset": cfg.preset, "seed": cfg.seed, "world_size": d.world_size,
         "run": {**settings.to_dict(), "steps": total, "save_every": save_every, "log_every": log_every}, "model_size": settings.model_size, "model": asdict(model.cfg),
         "num_params": model.num_params(), "call_token_id": tok.call_id, "eos_id": tok.eos_id, "bos_id": tok.bos_id,
-        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs),
+        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs, method), "call_objective": objective,
         "tokens_per_step": loader.tokens_per_step,
     }
 
@@ -262,8 +237,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     if resume is not None:
         if resume.info.get("run_fingerprint") != info["run_fingerprint"]:
             raise ValueError(
-                f"{resume.path / INFO_FILE}: {out} holds a different run (method, preset, data or seed differ); "
-                "use another --out to start a new run"
+                f"{resume.path / INFO_FILE}: {out} holds a different run (method, preset, data, seed or call "
+                "objective differ); use another --out to start a new run"
             )
         start = _restore(resume, model, runner, loader, d)
         say(f"resumed from {resume.path} at step {start}")
@@ -272,7 +247,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(out / METRICS_FILE, start)
-    say(f"{cfg.method} on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
+    say(f"{cfg.method} ({objective or 'A.1'} objective) on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
         f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
         f"{settings.context} per step over {d.world_size} process(es)")
 
@@ -304,7 +279,7 @@ class MetricsLog:
 
     def __init__(self, path: Path, tokens_per_step: int, d: Dist, reporter: Reporter | None, say: Callable[[str], None]):
         self.path, self.tokens_per_step, self.d, self.reporter, self.say = path, tokens_per_step, d, reporter, say
-        self.sums = torch.zeros(len(_SUMS), device=d.device)
+        self.sums = torch.zeros(len(SUMS), device=d.device)
         self.t_start = time.perf_counter()
         self._reset()
 
@@ -325,7 +300,7 @@ class MetricsLog:
         now = time.perf_counter()
         seconds = now - self.t0
         metrics = {
-            "step": step, "tokens": step * self.tokens_per_step, **_metrics(self.sums), "lr": lr,
+            "step": step, "tokens": step * self.tokens_per_step, **interval_metrics(self.sums), "lr": lr,
             "grad_norm": float(grad_norm), "tokens_per_s": self.steps * self.tokens_per_step / seconds,
             "step_time_s": seconds / self.steps, "data_share": self.data_seconds / seconds, "elapsed_s": now - self.t_start,
         }

@@ -45,7 +45,8 @@ def trained(data_assets):
         ([reference_model], {"reference_model": {"config": STEPS}}),
         ([reference_losses], {}),
         ([method_model("rho1"), method_model("lacy"), method_model("baseline")],
-         {f"{m}_model": {"config": STEPS} for m in ("rho1", "lacy", "baseline")}),
+         {"rho1_model": {"config": STEPS}, "baseline_model": {"config": STEPS},
+          "lacy_model": {"config": {**STEPS, "call_objective": "renormalized"}}}),
     ):
         result = materialize(assets, resources=resources, run_config={"ops": config})
         assert result.success
@@ -59,6 +60,8 @@ def test_training_assets_report_through_pipes(trained):
     lacy = results["lacy_model"]
     assert lacy["step"] == 2 and lacy["method"] == "lacy" and "data:image/png;base64" in lacy["loss_curves"]
     assert 0.1 < lacy["final_call_fraction"] < 0.2  # reported by the torchrun child through Pipes
+    assert 0 <= lacy["call_top_fraction"] <= 1 and 0 <= lacy["final_call_auc"] <= 1
+    assert lacy["call_objective"] == "renormalized" and results["baseline_model"]["call_objective"] == "none (A.1)"
     checkpoint = Path(latest_run(storage, "lacy")["checkpoint"])
     assert checkpoint.name == "step-00000002" and (checkpoint.parent / "step-00000001").is_dir()
     assert AutoModelForCausalLM.from_pretrained(checkpoint).config.vocab_size == 501

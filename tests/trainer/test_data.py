@@ -10,6 +10,7 @@ import pytest
 from pipelines.shards import ShardError, list_array, write_table
 from tests.trainer.conftest import synthetic_docs, write_dataset, write_labels
 from trainer.data import DataError, Documents, PackedLoader, load_documents
+from trainer.masks import Needs
 
 EOS = 2
 # three documents; token id -> (class, judge, reference loss)
@@ -109,7 +110,8 @@ def test_resume_at_the_exact_position():
 
 
 def test_loads_the_train_split_with_labels(dataset, judge_dir, ref_dir, tokenizer_path):
-    docs = load_documents([dataset], "train", [judge_dir], [ref_dir], True, True, True, "test")
+    docs = load_documents([dataset], "train", judge_dirs=[judge_dir], ref_loss_dirs=[ref_dir],
+                          needs=Needs(facts=True, judge=True, ref_loss=True), method="test")
     train = [d for d in synthetic_docs(tokenizer_path) if d[1] == "train"]
     assert docs.num_docs == len(train)
     assert len(docs.ids) == len(docs.token_class) == len(docs.judge_call) == len(docs.ref_loss) == sum(len(d[2]) for d in train)
@@ -122,7 +124,7 @@ def test_loads_the_train_split_with_labels(dataset, judge_dir, ref_dir, tokenize
 def test_judge_labels_follow_their_documents(dataset, judge_dir, tokenizer_path):
     import pyarrow.parquet as pq
 
-    docs = load_documents([dataset], "train", [judge_dir], need_judge=True)
+    docs = load_documents([dataset], "train", judge_dirs=[judge_dir], needs=Needs(judge=True))
     # shard 0 first, its train rows in order: compare the first document's labels with the file
     row = [i for i, s in enumerate(pq.read_table(dataset / "shard-0000.parquet")["split"].to_pylist()) if s == "train"][0]
     expected = pq.read_table(judge_dir / "shard-0000.parquet")["judge_call"][row].as_py()
@@ -142,14 +144,14 @@ def test_judge_from_other_token_shards_is_refused(tmp_path, dataset, tokenizer_p
     values = {d[0]: np.zeros(len(d[2]), np.int8) for d in synthetic_docs(tokenizer_path)}
     write_labels(tmp_path / "judge", dataset, "judge_call", values, token_shards_fingerprint="0123456789abcdef")
     with pytest.raises(DataError, match=r"judge/manifest.json: judge labels made from token shards with fingerprint 0123456789abcdef"):
-        load_documents([dataset], judge_dirs=[tmp_path / "judge"], need_judge=True)
+        load_documents([dataset], judge_dirs=[tmp_path / "judge"], needs=Needs(judge=True))
 
 
 def test_judge_of_wrong_length_names_the_label_file(tmp_path, dataset, tokenizer_path):
     values = {d[0]: np.zeros(len(d[2]) + (d[0].endswith("002")), np.int8) for d in synthetic_docs(tokenizer_path)}
     write_labels(tmp_path / "judge", dataset, "judge_call", values)
     with pytest.raises(ShardError, match=r"judge/shard-0000.parquet: row 1 \(doc_id d0-002\): judge_call has"):
-        load_documents([dataset], judge_dirs=[tmp_path / "judge"], need_judge=True)
+        load_documents([dataset], judge_dirs=[tmp_path / "judge"], needs=Needs(judge=True))
 
 
 def test_changed_shard_is_refused(tmp_path, tokenizer_path):
@@ -163,20 +165,20 @@ def test_changed_shard_is_refused(tmp_path, tokenizer_path):
 
 def test_missing_labels_for_a_method_that_needs_them(dataset):
     with pytest.raises(DataError, match="needs LLM-judge labels"):
-        load_documents([dataset], need_judge=True, method="llm_judge")
+        load_documents([dataset], needs=Needs(judge=True), method="llm_judge")
     with pytest.raises(DataError, match="needs reference losses"):
-        load_documents([dataset], need_ref_loss=True, method="rho1")
+        load_documents([dataset], needs=Needs(ref_loss=True), method="rho1")
 
 
 def test_reference_losses_missing_for_train_documents(tmp_path, dataset, tokenizer_path):
     values = {d[0]: None for d in synthetic_docs(tokenizer_path)}
     write_labels(tmp_path / "ref", dataset, "ref_loss", values)
     with pytest.raises(DataError, match="reference losses missing"):
-        load_documents([dataset], ref_loss_dirs=[tmp_path / "ref"], need_ref_loss=True)
+        load_documents([dataset], ref_loss_dirs=[tmp_path / "ref"], needs=Needs(ref_loss=True))
 
 
 def test_unlabeled_data_is_refused_by_fact_methods(dataset, unlabeled_dataset):
     both = load_documents([dataset, unlabeled_dataset])  # the reference model's data
     assert (both.token_class == -1).any() and len(both.sources) == 2
     with pytest.raises(DataError, match=r"unlabeled\d*/shard-0000.parquet: doc_id x7-000 has no fact labels.*'lacy' needs"):
-        load_documents([dataset, unlabeled_dataset], need_facts=True, method="lacy")
+        load_documents([dataset, unlabeled_dataset], needs=Needs(facts=True), method="lacy")

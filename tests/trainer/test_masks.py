@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from trainer.masks import METHODS, TokenLabels, build_masks, lacy_call_mask, num_calls, top_k_mask
+from trainer.masks import METHODS, TokenLabels, get_method, lacy_call_mask, num_calls, top_k_mask
 
 nan = math.nan
 #                    0    1    2    3    4    5    6    7    8    9   10   11   12   13   14   15   16   17   18   19
@@ -15,6 +15,10 @@ OTHER = torch.tensor([0,  1,   0,   0,   1,   0,   0,   0,   1,   1,   0,   1,  
 # grammatical = neither (positions 5, 14, 19: 19 has the highest loss of all and is never picked)
 REF = torch.tensor([4.0, 1.0, 1.0, 2.5, 6.0, 0.0, 3.0, 1.0, 7.5, 0.1, 2.5, 4.0, 1.0, 3.0, nan, 5.0, 0.3, 2.0, 1.0, 1.0])
 JUDGE = torch.tensor([0,  0,   1,   1,   0,   0,   0,   1,   1,   0,   0,   0,   0,   1,   0,   0,   0,   0,   0,   0]).bool()
+
+
+def build_masks(method, labels, loss, generator=None):
+    return get_method(method).masks(labels, loss, generator)
 
 
 def positions(mask):

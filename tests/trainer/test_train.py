@@ -42,10 +42,11 @@ def test_every_method_trains(tmp_path, dataset, judge_dir, ref_dir, method):
     r = rows[-1]
     assert r["tokens"] == 2 * tokens and 0 <= r["data_share"] < 1 and r["tokens_per_s"] > 0
     if method in ("baseline", "reference"):
-        assert r["call_fraction"] == 0 and r["call_loss"] is None and r["non_call_loss"] == r["loss"]
+        assert r["call_fraction"] == 0 and r["call_loss"] is None and r["call_auc"] is None
+        assert r["non_call_loss_full"] == pytest.approx(r["loss"], rel=1e-6)
     elif method in ("lacy", "rho1", "spacy", "spacy_refloss", "lacy_ignorefacts", "lacy_ignore"):
         assert r["call_fraction"] == 10 / 64  # round(0.15 * 64) per micro-batch (~40% facts: enough)
-        assert r["call_loss"] > 0 and r["call_target_loss"] > 0
+        assert r["call_loss"] > 0 and r["call_target_loss"] > 0 and 0 <= r["call_auc"] <= 1
     if method in ("lacy_ignorefacts", "lacy_ignore"):
         assert r["ignore_fraction"] >= 10 / 64
     else:
@@ -113,3 +114,27 @@ def test_reference_trains_on_extra_unlabeled_data_and_lacy_refuses_it(tmp_path, 
 
     with pytest.raises(DataError, match="no fact labels"):
         train(TrainConfig(method="lacy", data=data, out=str(tmp_path / "lacy"), preset="smoke", max_steps=1), log=lambda _: None)
+
+
+def test_call_objective_is_part_of_a_calling_run_only(tmp_path, dataset):
+    def run(method, objective, steps, out):
+        cfg = TrainConfig(method=method, data=(str(dataset),), out=str(tmp_path / out), preset="smoke", max_steps=steps,
+                          call_objective=objective)
+        return json.loads((train(cfg, log=lambda _: None) / "lacy.json").read_text())
+
+    assert run("lacy", "renormalized", 1, "lacy")["call_objective"] == "renormalized"
+    with pytest.raises(ValueError, match="holds a different run"):
+        run("lacy", "full", 2, "lacy")
+    # the baseline's objective is A.1 whatever the flag: either flag continues the same run
+    assert run("baseline", "renormalized", 1, "baseline")["call_objective"] is None
+    assert run("baseline", "full", 2, "baseline")["step"] == 2
+
+
+def test_cli_call_objective():
+    from trainer.__main__ import parse_args
+
+    common = ["--method", "lacy", "--data", "d", "--out", "o"]
+    assert parse_args(common).call_objective == "full"
+    assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
+    with pytest.raises(SystemExit):
+        parse_args([*common, "--call-objective", "softmax"])

@@ -134,7 +134,7 @@ def validation_losses(context: AssetExecutionContext, config: ValidationLossesCo
     if baseline and Path(baseline).resolve() == ckpt.resolve():
         baseline = None
     method = METHODS.get(read_meta(ckpt)["method"])
-    reference = latest_checkpoint_of(storage, REFERENCE) if method and method.needs_ref_loss else None  # rho1's rule on validation
+    reference = latest_checkpoint_of(storage, REFERENCE) if method and method.needs.ref_loss else None  # rho1's rule on validation
     result = evaluate_validation(
         ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens),
         context.log.info, reference,

@@ -15,7 +15,7 @@ among the other positions, 15% of all positions as in the trainer.
 
 The call decision (`CallDecision`), over the positions that can be calls (EOS targets
 excluded): mean p(<CALL>) at C_M and elsewhere, and the ROC AUC of the <CALL> logit against
-(a) the method's own call rule of `trainer.masks.build_masks` applied to this model on the
+(a) the method's own call rule of `trainer.masks.Method.masks` applied to this model on the
 validation batches, (b) spaCy fact tokens, (c) a-priori hard tokens, the 15% of each batch's
 positions with the highest loss of the matched baseline (`top_k_mask`, as the masks rank).
 A reference that is missing (no call rule, no baseline, labels not scored on this split) is
@@ -39,7 +39,7 @@ from pipelines.facts import FACT, OTHER
 from pipelines.files import code_fingerprint, file_sha256, fingerprint
 from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
-from trainer.masks import METHODS, TokenLabels, build_masks, get_method, num_calls, top_k_mask
+from trainer.masks import METHODS, TokenLabels, get_method, num_calls, top_k_mask
 from trainer.objective import LogitStats, logit_stats
 
 CALL_FRACTION = 0.15
@@ -159,19 +159,19 @@ def own_rule_note(method: str, has_reference_losses: bool) -> str | None:
         return "no call rule (trained without calls)"
     if m.name == "loss_based":
         return "calls are Bernoulli(0.15) draws: no rule to rank against"
-    if m.needs_judge:
+    if m.needs.judge:
         return "LLM-judge labels are not produced for the validation split"
-    if m.needs_ref_loss and not has_reference_losses:
+    if m.needs.ref_loss and not has_reference_losses:
         return "no reference model given for the reference losses"
     return None
 
 
 def own_rule(method: str, stats: LogitStats, cls: torch.Tensor, ref_loss: torch.Tensor | None,
              generator: torch.Generator) -> torch.Tensor:
-    """The method's call mask (`trainer.masks.build_masks`) on one flattened batch, ranked on
+    """The method's call mask (`trainer.masks.Method.masks`) on one flattened batch, ranked on
     this model's own losses; EOS targets are neither fact nor other and have no reference loss."""
     labels = TokenLabels(fact=cls == FACT, other=cls == OTHER, ref_loss=ref_loss)
-    return build_masks(method, labels, stats.token_loss, generator)[0]
+    return get_method(method).masks(labels, stats.token_loss, generator)[0]
 
 
 @dataclass

@@ -81,8 +81,13 @@ def read_result(storage: LacyStorage, partition_key: str, name: str) -> dict | N
     return read_json(path) if path.exists() else None
 
 
+# the parts of an evaluation's result that record where something lies: relative to the storage root
+RECORDED_PATHS = ("checkpoint", "baseline_checkpoint", "dataset")
+
+
 def _save(context: AssetExecutionContext, storage: LacyStorage, name: str, result: dict) -> Path:
     ckpt = checkpoint_dir(storage, context.partition_key)
+    result = {**result, **{k: {**result[k], "path": storage.ref(result[k]["path"])} for k in RECORDED_PATHS if k in result}}
     result = {**result, "inputs_fingerprint": inputs_fingerprint(name, checkpoint_fingerprint(ckpt)), "partition": context.partition_key}
     path = result_path(storage, context.partition_key, name)
     write_json(path, result)
@@ -185,7 +190,7 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
     stats = summarize(gens)
     result = {
         "checkpoint": small.identity(),
-        "partner": str(partner_dir),
+        "partner": storage.ref(partner_dir),
         "config": config.model_dump(),
         "summary": stats,
         "generations": [{"entity": e, "title": t, **g.to_dict()} for (e, _, t), g in zip(rows, gens)],
@@ -220,10 +225,10 @@ class KnowledgeSourceConfig(Config):
 def knowledge_source(context: AssetExecutionContext, config: KnowledgeSourceConfig, storage: LacyStorage) -> MaterializeResult:
     if config.path:
         with KnowledgeSource(config.path) as ks:
-            stats = {"documents": len(ks), "path": config.path}
+            stats = {"documents": len(ks), "path": storage.ref(config.path)}
     else:
         path = storage.path("knowledge", "embedded.db")
-        stats = {**build_embedded_knowledge(path, log=context.log.info), "path": str(path)}
+        stats = {**build_embedded_knowledge(path, log=context.log.info), "path": storage.ref(path)}
     write_json(storage.path("knowledge", "source.json"), stats)
     return MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, int | float | str)})
 
@@ -246,9 +251,10 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
     if gens is None:
         raise FileNotFoundError(f"{result_path(storage, context.partition_key, 'cascade_generations')}: materialize cascade_generations first")
     source = read_json(storage.path("knowledge", "source.json"))
+    knowledge_path = storage.resolve(source["path"])
     topics = [g["title"] for g in gens["generations"]]
     texts = [bio_generation(g["entity"], g["text"]) for g in gens["generations"]]
-    with KnowledgeSource(source["path"]) as ks:
+    with KnowledgeSource(knowledge_path) as ks:
         result = {"fact_overlap_proxy": fact_overlap_proxy(topics, texts, ks, gamma=config.gamma, log=context.log.info)}
         if config.judge_backend:
             llm = llm_backends.load_llm(config.judge_backend, config.judge_model, config.base_url or None, device=_device(),

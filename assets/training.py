@@ -43,12 +43,13 @@ class TrainingConfig(Config):
     seed: int = 0
 
 
-def latest_run(storage: LacyStorage, name: str) -> dict:
-    """{"run_dir", "checkpoint"} of the last successful training of `name`."""
+def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
+    """{"run_dir", "checkpoint"} (absolute paths) of the last successful training of `name`.
+    The file records them relative to the storage root (older files: absolute)."""
     path = storage.path("models", name, LATEST)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained {name} yet (materialize {name}_model first)")
-    return read_json(path)
+    return {key: str(storage.resolve(ref)) for key, ref in read_json(path).items()}
 
 
 def _train(
@@ -64,7 +65,8 @@ def _train(
     # A new materialization trains from scratch in its own run directory; a re-execution of a
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
-    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed)]
+    flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed),
+             "--root", str(storage.path())]
     flags += [f for d in data for f in ("--data", str(d))]
     flags += [f for d in judge for f in ("--judge", str(d))]
     flags += [f for d in ref_losses for f in ("--ref-losses", str(d))]
@@ -78,7 +80,7 @@ def _train(
     context.log.info(" ".join(command))
     result = pipes.run(command=command, context=context, env={"OMP_NUM_THREADS": str(threads)}).get_materialize_result()
     final = latest_checkpoint(run_dir)
-    write_json(storage.path("models", name, LATEST), {"run_dir": str(run_dir), "checkpoint": str(final.path)})
+    write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
     metrics = _read_metrics(run_dir / METRICS_FILE)
     return MaterializeResult(
         metadata={
@@ -158,7 +160,8 @@ class ReferenceLossesConfig(Config):
 )
 def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
-    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info)
+    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info,
+                             root=storage.path())
     return MaterializeResult(
         metadata={
             "reference_checkpoint": MetadataValue.path(checkpoint),

@@ -30,10 +30,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every K steps (and at the end)")
     p.add_argument("--log-every", type=int, default=None, help="log metrics every K steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="storage root: data paths in lacy.json are recorded relative to it (default: absolute)")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
-                       log_every=a.log_every, seed=a.seed)
+                       log_every=a.log_every, seed=a.seed, root=a.root)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,10 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from pipelines.facts import FACT, GRAMMATICAL, OTHER
+from pipelines.classes import FACT, GRAMMATICAL, OTHER
 from pipelines.files import fingerprint, portable_path
-from pipelines.judge import JUDGE_SCHEMA
-from pipelines.shards import TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
+from pipelines.shards import JUDGE_SCHEMA, TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
 from trainer.masks import TokenLabels
 

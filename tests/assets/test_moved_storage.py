@@ -22,6 +22,14 @@ STEPS = {"preset": "smoke", "max_steps": 2, "save_every": 1}
 
 
 def test_a_moved_storage_root_still_finds_its_runs_and_checkpoints(data_assets, tmp_path):
+    # one live instance for every run and sensor call: a materialize() without one, after
+    # another test's instance_for_test() has closed, finds Dagster's process-wide state
+    # storage pointing at that instance's deleted directory
+    with instance_for_test() as instance:
+        moved_storage_round_trip(data_assets, tmp_path, instance)
+
+
+def moved_storage_round_trip(data_assets, tmp_path, instance):
     shared, *_ = data_assets
     before = tmp_path / "mount-a"
     shutil.copytree(shared.path(), before, ignore=shutil.ignore_patterns("models", "reference_losses", "evaluation"))
@@ -29,7 +37,7 @@ def test_a_moved_storage_root_still_finds_its_runs_and_checkpoints(data_assets, 
     resources = {"storage": storage, "pipes_subprocess_client": PipesSubprocessClient()}
     for assets, config in (([reference_model], {"reference_model": {"config": STEPS}}), ([reference_losses], {}),
                            ([method_model("rho1")], {"rho1_model": {"config": STEPS}})):
-        assert materialize(assets, resources=resources, run_config={"ops": config}).success
+        assert materialize(assets, resources=resources, run_config={"ops": config}, instance=instance).success
     run = latest_run(storage, "rho1")
 
     after = tmp_path / "mount-b"
@@ -43,11 +51,10 @@ def test_a_moved_storage_root_still_finds_its_runs_and_checkpoints(data_assets, 
     assert latest_checkpoint(Path(found["run_dir"])).path == checkpoint and checkpoint.name == "step-00000002"
 
     key = str(checkpoint.relative_to(after / "models"))
-    with instance_for_test() as instance:
-        sensed = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": moved}))
-        assert isinstance(sensed, SensorResult) and key in {r.partition_key for r in sensed.run_requests}
-        assert key in register(instance, moved)
-        assert key in instance.get_dynamic_partitions(checkpoint_partitions.name)
+    sensed = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": moved}))
+    assert isinstance(sensed, SensorResult) and key in {r.partition_key for r in sensed.run_requests}
+    assert key in register(instance, moved)
+    assert key in instance.get_dynamic_partitions(checkpoint_partitions.name)
     assert collect(moved)["rho1"]["partition"] == key
 
     # provenance recorded relative to the root resolves under the new mount

@@ -82,8 +82,13 @@ def read_result(storage: LacyStorage, partition_key: str, name: str) -> dict | N
     return read_json(path) if path.exists() else None
 
 
+# the parts of an evaluation's result that record where something lies: relative to the storage root
+RECORDED_PATHS = ("checkpoint", "baseline_checkpoint", "dataset")
+
+
 def _save(context: AssetExecutionContext, storage: LacyStorage, name: str, result: dict) -> Path:
     ckpt = checkpoint_dir(storage, context.partition_key)
+    result = {**result, **{k: {**result[k], "path": storage.ref(result[k]["path"])} for k in RECORDED_PATHS if k in result}}
     result = {**result, "inputs_fingerprint": inputs_fingerprint(name, checkpoint_fingerprint(ckpt)), "partition": context.partition_key}
     path = result_path(storage, context.partition_key, name)
     write_json(path, result)
@@ -221,7 +226,7 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
         runs[mode] = generate(small, [prompt for _, prompt, _ in rows], partner, mode_config(mode, config), prefixes, context.log.info)
     modes = {mode: {"summary": summarize(gens), "generations": [{"entity": e, "title": t, **g.to_dict()} for (e, _, t), g in zip(rows, gens)]}
              for mode, gens in runs.items()}
-    result = {"checkpoint": small.identity(), "partner": str(partner_dir), "config": config.model_dump(), "modes": modes}
+    result = {"checkpoint": small.identity(), "partner": storage.ref(partner_dir), "config": config.model_dump(), "modes": modes}
     path = _save(context, storage, "cascade_generations", result)
     budgeted = modes["budgeted"]
     examples = "\n\n".join(f"**{e}**: {render(g, color=False)}" for (e, _, _), g in list(zip(rows, runs["budgeted"]))[:3])
@@ -256,10 +261,10 @@ class KnowledgeSourceConfig(Config):
 def knowledge_source(context: AssetExecutionContext, config: KnowledgeSourceConfig, storage: LacyStorage) -> MaterializeResult:
     if config.path:
         with KnowledgeSource(config.path) as ks:
-            stats = {"documents": len(ks), "path": config.path}
+            stats = {"documents": len(ks), "path": storage.ref(config.path)}
     else:
         path = storage.path("knowledge", "embedded.db")
-        stats = {**build_embedded_knowledge(path, log=context.log.info), "path": str(path)}
+        stats = {**build_embedded_knowledge(path, log=context.log.info), "path": storage.ref(path)}
     write_json(storage.path("knowledge", "source.json"), stats)
     return MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, int | float | str)})
 
@@ -303,7 +308,7 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
             device=_device(), tensor_parallel_size=config.tensor_parallel_size, api_key_env=config.api_key_env or None,
             concurrency=config.concurrency)
         llm = llm_backends.load_llm(judge, cache_path=storage.path("evaluation", "judge_cache.jsonl"))
-    with KnowledgeSource(source["path"]) as ks:
+    with KnowledgeSource(storage.resolve(source["path"])) as ks:
         # the budgeted generations (Figures 2/6); the baseline's generations without calls beside them
         result = score_generations(gens["modes"]["budgeted"]["generations"], ks, llm, config.gamma, context.log.info)
         if NO_CALL in gens["modes"]:

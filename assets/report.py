@@ -26,7 +26,7 @@ from assets.evaluation import (
 )
 from assets.metadata import markdown_table, md_plot, md_table
 from assets.resources import LacyStorage
-from assets.training import LATEST
+from assets.training import LATEST, latest_run
 from pipelines.files import read_json
 from trainer.masks import METHODS
 
@@ -41,10 +41,9 @@ def collect(storage: LacyStorage) -> dict[str, dict]:
     root = storage.path("models")
     rows = {}
     for method in METHODS:
-        latest = root / method / LATEST
-        if not latest.exists():
+        if not (root / method / LATEST).exists():
             continue
-        ckpt = Path(read_json(latest)["checkpoint"])
+        ckpt = Path(latest_run(storage, method)["checkpoint"])
         key = str(ckpt.relative_to(root))
         rows[method] = {
             "checkpoint": str(ckpt),

@@ -50,12 +50,13 @@ class TrainingConfig(Config):
     call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
 
 
-def latest_run(storage: LacyStorage, name: str) -> dict:
-    """{"run_dir", "checkpoint"} of the last successful training of `name`."""
+def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
+    """{"run_dir", "checkpoint"} (absolute paths) of the last successful training of `name`.
+    The file records them relative to the storage root (older files: absolute)."""
     path = storage.path("models", name, LATEST)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained {name} yet (materialize {name}_model first)")
-    return read_json(path)
+    return {key: str(storage.resolve(ref)) for key, ref in read_json(path).items()}
 
 
 def _train(
@@ -72,7 +73,7 @@ def _train(
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
     flags = ["--preset", config.preset, "--method", name, "--out", str(run_dir), "--seed", str(config.seed),
-             "--call-objective", config.call_objective]
+             "--call-objective", config.call_objective, "--root", str(storage.path())]
     flags += [f for d in data for f in ("--data", str(d))]
     flags += [f for d in judge for f in ("--judge", str(d))]
     flags += [f for d in ref_losses for f in ("--ref-losses", str(d))]
@@ -86,7 +87,7 @@ def _train(
     context.log.info(" ".join(command))
     result = pipes.run(command=command, context=context, env={"OMP_NUM_THREADS": str(threads)}).get_materialize_result()
     final = latest_checkpoint(run_dir)
-    write_json(storage.path("models", name, LATEST), {"run_dir": str(run_dir), "checkpoint": str(final.path)})
+    write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
     metrics = _read_metrics(run_dir / METRICS_FILE)
     return MaterializeResult(
         metadata={
@@ -175,7 +176,8 @@ class ReferenceLossesConfig(Config):
 )
 def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
-    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info)
+    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info,
+                             root=storage.path())
     return MaterializeResult(
         metadata={
             "reference_checkpoint": MetadataValue.path(checkpoint),

@@ -58,13 +58,15 @@ class OurTrainer:
     """One model, optimizer and loader; `step(method, objective)` runs one optimizer step of a
     method (the methods share them so that a 334M-shaped run holds one model, not four)."""
 
-    def __init__(self, size: str, vocab: int, b: int, T: int, device: torch.device):
+    def __init__(self, settings: RunSettings, vocab: int, device: torch.device):
         torch.manual_seed(0)
-        self.settings = RunSettings(size, T, batch_size=b, micro_batch_size=b, lr=1e-4, warmup_steps=1, steps=10**6)
-        self.model = GPT(model_config(size, vocab, context=T)).to(device)
-        self.runner = StepRunner(self.model, self.settings, get_method("baseline"), FULL, vocab - 1, 0,
-                                 Dist(device=device))
-        self.loader = PackedLoader(synthetic_documents(vocab, 20 * b * T), T, b, 1, seed=0)
+        self.settings = settings
+        self.model = GPT(model_config(settings.model_size, vocab, context=settings.context)).to(device)
+        self.runner = StepRunner(self.model, settings, get_method("baseline"), FULL, vocab - 1, 0, Dist(device=device))
+        g = settings.micro_batches_per_step()
+        self.tokens_per_step = settings.batch_size * settings.context
+        self.loader = PackedLoader(synthetic_documents(vocab, 20 * self.tokens_per_step), settings.context,
+                                   settings.micro_batch_size, g, seed=0)
         self.device = device
 
     def step(self, method: str, objective: str = FULL) -> None:
@@ -115,8 +117,13 @@ def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
+def micro_batch_settings(size: str, b: int, T: int) -> RunSettings:
+    """One micro-batch of b x T per step."""
+    return RunSettings(size, T, batch_size=b, micro_batch_size=b, lr=1e-4, warmup_steps=1, steps=10**6)
+
+
 def bench_size(label: str, size: str, vocab: int, b: int, T: int, rounds: int, steps: int, device: torch.device) -> tuple[float, float]:
-    ours = OurTrainer(size, vocab, b, T, device)
+    ours = OurTrainer(micro_batch_settings(size, b, T), vocab, device)
     variants = {m: functools.partial(ours.step, m) for m in ("baseline", "lacy", "rho1")}
     variants["lacy_renormalized"] = functools.partial(ours.step, "lacy", RENORMALIZED)
     variants["hf"] = HFStep(size, vocab, b, T, device)
@@ -137,20 +144,31 @@ def bench_size(label: str, size: str, vocab: int, b: int, T: int, rounds: int, s
     return max(lacy_ratio, renormalized_ratio), ours_hf
 
 
+def flops_per_token(model: GPT) -> float:
+    """PaLM's count at the model's context: 6 N for the weights (position embeddings aside,
+    the tied head included) + 12 L d T for attention."""
+    cfg = model.cfg
+    return 6 * (model.num_params() - cfg.context * cfg.d_model) + 12 * cfg.n_layers * cfg.d_model * cfg.context
+
+
+def peak_bf16_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak of the GPU, when known."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in {"H100": 989e12, "H200": 989e12, "A100": 312e12}.items() if k in name), None)
+
+
 def gpu_mfu(device: torch.device) -> None:
     """334M in bf16 at the paper's micro-batch (4 x 1024): tokens/s and MFU."""
     b, T, vocab = 4, 1024, 32001
-    ours = OurTrainer("334m", vocab, b, T, device)
-    cfg = ours.model.cfg
+    ours = OurTrainer(micro_batch_settings("334m", b, T), vocab, device)
     s = statistics.median(measure({"lacy": functools.partial(ours.step, "lacy")}, rounds=3, steps=10)["lacy"])
-    # PaLM's count: 6 N per token for the weights (embedding lookups aside, the tied head included) + attention
-    n = ours.model.num_params() - cfg.context * cfg.d_model
-    flops_per_token = 6 * n + 12 * cfg.n_layers * cfg.d_model * T
-    name = torch.cuda.get_device_name(device)
-    peak = next((v for k, v in {"H100": 989e12, "H200": 989e12, "A100": 312e12}.items() if k in name), None)
-    achieved = flops_per_token * b * T / s
+    achieved = flops_per_token(ours.model) * b * T / s
+    peak = peak_bf16_flops(device)
     mfu = f"{achieved / peak:.1%}" if peak else "n/a (unknown peak)"
-    print(f"[gpu] {name}: 334m bf16 lacy step {s * 1e3:.1f} ms, {b * T / s:.0f} tokens/s, {achieved / 1e12:.1f} TFLOP/s, MFU {mfu}")
+    print(f"[gpu] {torch.cuda.get_device_name(device)}: 334m bf16 lacy step {s * 1e3:.1f} ms, {b * T / s:.0f} tokens/s, "
+          f"{achieved / 1e12:.1f} TFLOP/s, MFU {mfu}")
 
 
 def main() -> None:

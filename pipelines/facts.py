@@ -35,9 +35,10 @@ from spacy.attrs import DEP, HEAD, IDX, IS_SPACE, LIKE_NUM, LOWER, POS, SPACY, T
 from spacy.language import Language
 from spacy.tokens import Doc
 
-GRAMMATICAL, OTHER, FACT = 0, 1, 2
-CLASS_NAMES = ("grammatical", "other", "fact")
-UNLABELED = -1  # token_class of data without fact labels (the reference model's extra text)
+from pipelines.classes import CLASS_NAMES, FACT, GRAMMATICAL, OTHER, UNLABELED
+
+__all__ = ["CLASS_NAMES", "FACT", "GRAMMATICAL", "OTHER", "UNLABELED"]  # the classes, importable from here too
+
 
 # Rule codes stored per word; the name says which rule of A.2.1 decided the class.
 RULES = (

@@ -44,6 +44,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def portable_path(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
+    """How a pointer file records `path`: relative to the storage `root` (POSIX separators)
+    when it lies under it, so that the storage can be mounted elsewhere; absolute otherwise
+    (no root, or a path outside it)."""
+    path = Path(path).resolve()
+    if root is not None and path.is_relative_to(Path(root).resolve()):
+        return path.relative_to(Path(root).resolve()).as_posix()
+    return str(path)
+
+
+def resolve_path(ref: str, root: str | os.PathLike) -> Path:
+    """The path a pointer file's `ref` names: a relative ref lies under the storage `root`;
+    an absolute one (outside the root, or a file written before refs were relative) is read
+    as written."""
+    ref_path = Path(ref)
+    return ref_path if ref_path.is_absolute() else Path(root).resolve() / ref_path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():

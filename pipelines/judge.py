@@ -29,7 +29,7 @@ from pipelines import judge
 from pipelines.corpus import LMLM_FILES, CorpusError, doc_id_for, read_corpus_shard
 from pipelines.facts import FACT
 from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, iter_jsonl, read_json, read_json_file, write_json
-from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_table, shard_name, write_table
+from pipelines.shards import JUDGE_SCHEMA, MANIFEST, TOKEN_SCHEMA, list_array, read_table, shard_name, write_table
 from pipelines.tokenizer import Tokenizer
 
 LOOKUP = re.compile(r"""\[dblookup\((['"])(.*?)\1,\s*(['"])(.*?)\3\)\s*->\s*(.*?)\]""", re.DOTALL)
@@ -37,7 +37,6 @@ _WORD = re.compile(r"\w+")
 _NONSPACE = re.compile(r"\S+")
 CONNECTORS = frozenset({"and", "or", "the", "of", "a", "an", "s"})
 MAX_SKIPPED_WORDS = 6  # words between a lookup and its value ("the founder of the [..] Kupat Holim")
-JUDGE_SCHEMA = pa.schema([("doc_id", pa.string()), ("judge_call", pa.list_(pa.int8()))])
 
 
 @dataclass(frozen=True)

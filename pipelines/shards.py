@@ -32,6 +32,7 @@ TOKEN_SCHEMA = pa.schema(
         ("token_class", pa.list_(pa.int8())),
     ]
 )
+JUDGE_SCHEMA = pa.schema([("doc_id", pa.string()), ("judge_call", pa.list_(pa.int8()))])  # lmlm_judge_labels
 
 
 class ShardError(ValueError):

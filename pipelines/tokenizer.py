@@ -1,6 +1,6 @@
 """The SentencePiece tokenizer (section 5.1, A.3): BPE with digits split and byte
 fallback, trained on the train split, with `<CALL>` appended as the last id. The settings
-convert exactly to a Hugging Face `LlamaTokenizer` (see `save_hf_tokenizer`)."""
+convert exactly to a Hugging Face fast tokenizer (see `fast_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
+import tokenizers
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
 from pipelines.files import atomic_path
 
 CALL_TOKEN = "<CALL>"
 MODEL_FILE = "tokenizer.model"
+FAST_FILE = "tokenizer.json"  # the same tokenizer for `tokenizers` / AutoTokenizer
 
 
 @dataclass(frozen=True)
@@ -105,24 +107,60 @@ class Tokenizer:
         return self.sp.id_to_piece(int(token_id))
 
 
+def fast_tokenizer(tok: Tokenizer) -> tokenizers.Tokenizer:
+    """A `tokenizers` BPE that encodes and decodes every text as the SentencePiece model does.
+
+    SentencePiece here (identity normalization, extra whitespace kept, `add_dummy_prefix`)
+    puts one "▁" before any non-empty text, however it starts, and turns every space into
+    "▁"; it then merges adjacent pieces, the pair whose merged piece scores highest first
+    (the leftmost among equals), within words that start at each "▁", and spells characters
+    outside the vocabulary as UTF-8 byte pieces. Hence: the normalizer prepends "▁"
+    unconditionally (a Metaspace pre-tokenizer, which transformers' `LlamaTokenizer` builds
+    with `legacy` either way, prepends only when the text does not start with a space);
+    no pre-tokenizer (no merge crosses a "▁": no piece holds one inside); merges ranked
+    by the merged piece's score; byte fallback; and the decoder drops the one leading space
+    that the prefix put there. Control pieces (`<unk>`, `<s>`, `</s>`, `<CALL>`) are
+    special tokens, never matched in text (see `save_hf_tokenizer`)."""
+    proto = sp_pb2.ModelProto()
+    proto.ParseFromString(tok.path.read_bytes())
+    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    normal = {p.piece: (-p.score, i) for i, p in enumerate(proto.pieces) if p.type == sp_pb2.ModelProto.SentencePiece.NORMAL}
+    merges = sorted(((piece[:k], piece[k:]) for piece in normal for k in range(1, len(piece))
+                     if piece[:k] in normal and piece[k:] in normal),
+                    key=lambda pair: (*normal[pair[0] + pair[1]], len(pair[0])))
+    fast = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges, unk_token=tok.piece(0), fuse_unk=True, byte_fallback=True))
+    fast.normalizer = tokenizers.normalizers.Sequence([tokenizers.normalizers.Prepend("▁"), tokenizers.normalizers.Replace(" ", "▁")])
+    fast.decoder = tokenizers.decoders.Sequence([
+        tokenizers.decoders.Replace("▁", " "), tokenizers.decoders.ByteFallback(), tokenizers.decoders.Fuse(),
+        tokenizers.decoders.Strip(" ", 1, 0),
+    ])
+    controls = [(i, p.piece) for i, p in enumerate(proto.pieces) if p.type in (sp_pb2.ModelProto.SentencePiece.CONTROL,
+                                                                               sp_pb2.ModelProto.SentencePiece.UNKNOWN)]
+    fast.add_special_tokens([tokenizers.AddedToken(piece, special=True, normalized=False) for _, piece in sorted(controls)])
+    return fast
+
+
 def save_hf_tokenizer(tokenizer_path: str | Path, out_dir: str | Path) -> None:
-    """Write a Hugging Face tokenizer folder (`LlamaTokenizer` over the same SentencePiece
-    model) in which `<CALL>` is a special token at the last id."""
+    """Write a Hugging Face tokenizer folder: `tokenizer.json` (`fast_tokenizer`, loaded by
+    `AutoTokenizer` as a `PreTrainedTokenizerFast`) beside the SentencePiece model, `<CALL>`
+    a special token at the last id."""
     tok = Tokenizer(tokenizer_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_FILE).write_bytes(tok.path.read_bytes())
+    fast_tokenizer(tok).save(str(out_dir / FAST_FILE))
     config = {
-        "tokenizer_class": "LlamaTokenizer",
+        # not LlamaTokenizer: transformers 5 rebuilds that class's normalizer and pre-tokenizer
+        # from its own settings, ignoring tokenizer.json's (see `fast_tokenizer`)
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": tok.piece(tok.bos_id),
         "eos_token": tok.piece(tok.eos_id),
         "unk_token": tok.piece(0),
         "pad_token": None,
         "add_bos_token": False,
         "add_eos_token": False,
-        "add_prefix_space": True,
-        "legacy": False,
         "clean_up_tokenization_spaces": False,
+        "padding_side": "left",  # a causal LM's batched generation (LlamaTokenizer's default)
         "model_max_length": 1 << 30,
         "additional_special_tokens": [CALL_TOKEN],
         # A literal "<CALL>" in text is text, as in SentencePiece (see the README).

@@ -34,10 +34,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--call-objective", default=FULL, choices=CALL_OBJECTIVES,
                    help="full: cross-entropy over the whole vocabulary, call targets swapped to <CALL>; "
                    "renormalized: A.4 as printed (text term over p without <CALL>). Ignored by baseline and reference")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="storage root: data paths in lacy.json are recorded relative to it (default: absolute)")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
-                       log_every=a.log_every, seed=a.seed, call_objective=a.call_objective)
+                       log_every=a.log_every, seed=a.seed, call_objective=a.call_objective, root=a.root)
 
 
 def main(argv: list[str] | None = None) -> None:

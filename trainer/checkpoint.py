@@ -2,8 +2,9 @@
 
 `<run dir>/step-XXXXXXXX/` holds
 - `config.json`, `model.safetensors`: a `GPT2LMHeadModel` (`AutoModelForCausalLM.from_pretrained(dir)`),
-- `tokenizer.model`, `tokenizer_config.json`, `special_tokens_map.json`: the SentencePiece
-  tokenizer as a `LlamaTokenizer` with `<CALL>` special at the last id (`AutoTokenizer`),
+- `tokenizer.model` (SentencePiece), `tokenizer.json`, `tokenizer_config.json`,
+  `special_tokens_map.json`: the same tokenizer for `AutoTokenizer` (a fast tokenizer that
+  matches SentencePiece on any text), `<CALL>` special at the last id,
 - `trainer_state.pt`: optimizer state, every rank's RNG states, the data loader position
   (loads with `torch.load(..., weights_only=True)`),
 - `lacy.json`: method, preset, step, tokens seen, data fingerprints, call token id, configs.

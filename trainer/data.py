@@ -30,10 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from pipelines.facts import FACT, GRAMMATICAL, OTHER
-from pipelines.files import fingerprint
-from pipelines.judge import JUDGE_SCHEMA
-from pipelines.shards import TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
+from pipelines.classes import FACT, GRAMMATICAL, OTHER
+from pipelines.files import fingerprint, portable_path
+from pipelines.shards import JUDGE_SCHEMA, TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
 from trainer.masks import Needs, TokenLabels
 
@@ -68,6 +67,12 @@ class Documents:
         """Of the contents (token shards and labels), not of where they lie."""
         return fingerprint([(s["fingerprint"], s.get("judge", {}).get("fingerprint"), s.get("ref_losses", {}).get("fingerprint"))
                             for s in self.sources])
+
+    def recorded_sources(self, root: str | Path | None) -> list[dict]:
+        """`sources` as a checkpoint records them: paths relative to the storage `root` (when
+        under it), so that a checkpoint's provenance survives moving the storage."""
+        portable = lambda s: {**s, "path": portable_path(s["path"], root)}  # noqa: E731
+        return [{**portable(s), **{k: portable(s[k]) for k in ("judge", "ref_losses") if k in s}} for s in self.sources]
 
 
 def _flat(column: pa.ChunkedArray, dtype) -> np.ndarray:

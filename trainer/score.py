@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipelines.files import clean_stale_tmp, file_sha256, fingerprint, read_json, write_json
+from pipelines.files import clean_stale_tmp, file_sha256, fingerprint, portable_path, read_json, write_json
 from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_manifest, read_table, write_table
 from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, load_model
 from trainer.data import REF_LOSS_SCHEMA
@@ -81,9 +81,11 @@ def score_dataset(
     batch_size: int = 16,
     device: str | None = None,
     log: Log = print,
+    root: str | Path | None = None,
 ) -> dict:
     """Score every document of `splits` in `data_dir` with the model in `checkpoint`; write
-    `out_dir` (shards + manifest). Returns the manifest."""
+    `out_dir` (shards + manifest; the checkpoint recorded relative to the storage `root`
+    when under it). Returns the manifest."""
     checkpoint, data_dir, out_dir = Path(checkpoint), Path(data_dir), Path(out_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
@@ -96,7 +98,7 @@ def score_dataset(
     if model.cfg.vocab_size != tok["vocab_size"]:
         raise ValueError(f"{checkpoint}: model vocabulary {model.cfg.vocab_size} != {data_dir}'s tokenizer {tok['vocab_size']}")
     info = read_json(checkpoint / INFO_FILE) if (checkpoint / INFO_FILE).exists() else {}
-    identity = {"checkpoint": str(checkpoint.resolve()), "weights_sha256": file_sha256(checkpoint / WEIGHTS_FILE),
+    identity = {"checkpoint": portable_path(checkpoint, root), "weights_sha256": file_sha256(checkpoint / WEIGHTS_FILE),
                 "method": info.get("method"), "step": info.get("step"), "run_fingerprint": info.get("run_fingerprint")}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     shards, total_tokens, total_loss = [], 0, 0.0
@@ -122,7 +124,8 @@ def score_dataset(
         total_loss += shard_loss
         log(f"scored {entry['file']}: {len(rows)} documents, {tokens} tokens, mean loss {stats['mean_loss']:.3f}")
     manifest = {
-        "fingerprint": fingerprint(data["fingerprint"], identity, splits, model.cfg.context),
+        "fingerprint": fingerprint(data["fingerprint"], {k: v for k, v in identity.items() if k != "checkpoint"}, splits,
+                                   model.cfg.context),  # where the checkpoint lies is no part of what was scored
         "token_shards_fingerprint": data["fingerprint"],
         "model": identity,
         "splits": list(splits),
@@ -145,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output directory (reference_losses)")
     p.add_argument("--split", action="append", default=None, help="splits to score (default: train)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--root", default=None, help="storage root: the manifest records the checkpoint relative to it")
     a = p.parse_args(argv)
-    m = score_dataset(a.checkpoint, a.data, a.out, tuple(a.split or ("train",)), a.batch_size)
+    m = score_dataset(a.checkpoint, a.data, a.out, tuple(a.split or ("train",)), a.batch_size, root=a.root)
     print(f"{m['tokens']} tokens scored, mean loss {m['mean_loss']:.4f} -> {a.out}")
 
 

@@ -75,6 +75,7 @@ class TrainConfig:
     log_every: int | None = None
     seed: int = 0
     call_objective: str = FULL  # `trainer.objective.CALL_OBJECTIVES`; only methods that call use it
+    root: str | None = None  # storage root: lacy.json records data paths relative to it
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
         "format": 1, "method": cfg.method, "preset": cfg.preset, "seed": cfg.seed, "world_size": d.world_size,
         "run": {**settings.to_dict(), "steps": total, "save_every": save_every, "log_every": log_every}, "model_size": settings.model_size, "model": asdict(model.cfg),
         "num_params": model.num_params(), "call_token_id": tok.call_id, "eos_id": tok.eos_id, "bos_id": tok.bos_id,
-        "data": docs.sources, "data_fingerprint": docs.fingerprint, "run_fingerprint": run_fingerprint(cfg, settings, docs, method), "call_objective": objective,
+        "data": docs.recorded_sources(cfg.root), "data_fingerprint": docs.fingerprint,
+        "run_fingerprint": run_fingerprint(cfg, settings, docs, method), "call_objective": objective,
         "tokens_per_step": loader.tokens_per_step,
     }
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.tokenizer import CALL_TOKEN, Tokenizer
+from pipelines.tokenizer import CALL_TOKEN, FAST_FILE, Tokenizer
 from trainer.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -48,8 +48,10 @@ def test_hf_tokenizer_has_call_at_the_last_id(run, tokenizer_path):
     sp = Tokenizer(tokenizer_path)
     assert hf.convert_tokens_to_ids(CALL_TOKEN) == sp.call_id == sp.vocab_size - 1 == len(hf) - 1
     assert CALL_TOKEN in hf.all_special_tokens
-    text = "Marie Curie was born in 1867 in Warsaw."
-    assert hf(text, add_special_tokens=False)["input_ids"] == sp.encode(text).tolist()
+    assert (latest_checkpoint(run).path / FAST_FILE).exists()
+    for text in ("Marie Curie was born in 1867 in Warsaw.", " Niels Bohr  studied\tphysics\n"):
+        ids = sp.encode(text).tolist()
+        assert hf(text, add_special_tokens=False)["input_ids"] == ids and hf.decode(ids) == text
     assert hf.decode([sp.call_id]) == CALL_TOKEN
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,14 +54,39 @@ def test_every_method_trains(tmp_path, dataset, judge_dir, ref_dir, method):
         assert r["ignore_fraction"] == 0
 
 
-def run_cli(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launchers(launch: str) -> list[list[str]]:
+    """The command of each machine: one process, one machine with two processes, or two
+    single-process "nodes" meeting at a c10d rendezvous on localhost (as on a cluster)."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    if launch == "one process":
+        return [[sys.executable, "-m", "trainer"]]
+    if launch == "two processes":
+        return [[*torchrun, "--standalone", "--nproc_per_node=2", "-m", "trainer"]]
+    if launch == "two nodes":
+        node = [*torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=lacy-test", "-m", "trainer"]
+        return [node, node]
+    raise ValueError(launch)
+
+
+def run_cli(*args: str, launch: str = "one process") -> subprocess.CompletedProcess:
+    """Start every machine's command at once and wait for all; returns the first's."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "trainer"]
-    if nproc > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "trainer"]
-    done = subprocess.run([*launcher, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    machines = [subprocess.Popen([*command, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for command in launchers(launch)]
+    done = []
+    for m in machines:
+        stdout, stderr = m.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(m.args, m.returncode, stdout, stderr))
+    for d in done:
+        assert d.returncode == 0, d.stderr[-3000:]
+    return done[0]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -93,17 +119,19 @@ def test_a_different_run_in_the_same_out_is_refused(tmp_path, dataset):
         train(TrainConfig(method="spacy", data=(str(dataset),), out=str(tmp_path), preset="smoke", max_steps=2), log=lambda _: None)
 
 
-@pytest.mark.slow
-def test_two_process_ddp_equals_one_process_with_accumulation(tmp_path, dataset):
+@pytest.mark.parametrize("launch", [pytest.param("two processes", marks=pytest.mark.slow), "two nodes"])
+def test_ddp_equals_one_process_with_accumulation(tmp_path, dataset, launch):
     common = ["--preset", "smoke", "--method", "lacy", "--data", str(dataset), "--max-steps", "4"]
     run_cli(*common, "--out", str(tmp_path / "one"))  # 2 micro-batches accumulated
-    run_cli(*common, "--out", str(tmp_path / "two"), nproc=2)  # 1 micro-batch per process
-    a, b = weights(tmp_path / "one" / "step-00000004"), weights(tmp_path / "two" / "step-00000004")
+    run_cli(*common, "--out", str(tmp_path / "ddp"), launch=launch)  # 1 micro-batch per process
+    a, b = weights(tmp_path / "one" / "step-00000004"), weights(tmp_path / "ddp" / "step-00000004")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
-    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
-    for x, y in zip(one, two):
+    one, ddp = metrics(tmp_path / "one"), metrics(tmp_path / "ddp")
+    assert len(one) == len(ddp) == 4
+    for x, y in zip(one, ddp):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5) and x["call_fraction"] == y["call_fraction"]
+    assert json.loads((tmp_path / "ddp" / "step-00000004" / "lacy.json").read_text())["world_size"] == 2
 
 
 def test_reference_trains_on_extra_unlabeled_data_and_lacy_refuses_it(tmp_path, dataset, unlabeled_dataset):

@@ -26,7 +26,7 @@ def test_generate_marks_partner_tokens(random_checkpoint, trained_checkpoint, ca
 def test_generate_with_a_served_partner(random_checkpoint, foreign_partner, capsys):
     with FakeOpenAIServer(completions_like_vllm(foreign_partner)) as server:
         assert main(["generate", "--model", str(random_checkpoint), "--backend", "openai", "--base-url", server.base_url,
-                     "--partner", "served-partner", "--target-call-rate", "1.0", "--max-new-tokens", "4", "--no-color",
+                     "--partner", "served-partner", "--call-budget", "1.0", "--max-new-tokens", "4", "--no-color",
                      "the cat"]) == 0
     assert "call rate 1.000 (4 calls in 4 steps)" in capsys.readouterr().out
     assert len(server.requests) == 4 and {r["body"]["model"] for r in server.requests} == {"served-partner"}

@@ -102,7 +102,7 @@ def test_own_rule_of_lacy_skips_eos_targets():
     # is an EOS target (NO_CLASS) with the highest loss of all; position 0 is not a fact.
     loss = torch.tensor([9.0, 1.0, 3.0, 2.0, 0.5, 1.5, 10.0])
     cls = torch.tensor([OTHER, FACT, FACT, FACT, GRAMMATICAL, FACT, NO_CLASS])
-    stats = LogitStats(lse=loss, target_logit=torch.zeros(7), call_logit=torch.zeros(7))
+    stats = LogitStats(lse=loss, text_max=torch.zeros(7), target_logit=torch.zeros(7), call_logit=torch.zeros(7))
     assert called(own_rule("lacy", stats, cls, None, torch.Generator())) == [2]
 
 
@@ -117,7 +117,7 @@ def test_roc_auc_by_hand():
 def test_call_decision_metrics_by_hand():
     # lse = 0, so p(<CALL>) = e^c / (1 + e^c): c = log 3 -> 3/4, 0 -> 1/2, log(1/3) -> 1/4.
     c = torch.tensor([math.log(3), 0.0, math.log(1 / 3), math.log(3), 0.0])
-    stats = LogitStats(lse=torch.zeros(5), target_logit=torch.zeros(5), call_logit=c)
+    stats = LogitStats(lse=torch.zeros(5), text_max=torch.zeros(5), target_logit=torch.zeros(5), call_logit=c)
     callable_ = torch.tensor([True, True, True, True, False])  # position 4 is an EOS target
     decision = CallDecision()
     decision.add(stats, torch.tensor([True, False, False, False, False]), callable_, {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetKey,
     PipesSubprocessClient,
     RunRequest,
     SensorResult,
@@ -18,7 +19,7 @@ from dagster import (
 )
 from transformers import AutoModelForCausalLM
 
-from assets.automation import new_checkpoints, reevaluate_stale_checkpoints
+from assets.automation import new_checkpoints, pending_evaluations, reevaluate_stale_checkpoints, waiting_on
 from assets.evaluation import (
     EVALUATION_KEYS,
     cascade_generations,
@@ -31,6 +32,7 @@ from assets.evaluation import (
     validation_losses,
 )
 from assets.report import comparison_report
+from assets.resources import LacyStorage
 from assets.training import latest_run, method_model, reference_losses, reference_model
 
 STEPS = {"max_steps": 2, "save_every": 1}
@@ -69,6 +71,23 @@ def test_training_assets_report_through_pipes(trained):
     assert json.loads((Path(latest_run(storage, "rho1")["checkpoint"]) / "lacy.json").read_text())["method"] == "rho1"
 
 
+def test_first_use_waits_for_missing_inputs(tmp_path):
+    """A fresh storage root: the cascade waits on a partner, FactScore also on the knowledge
+    source; what needs only the checkpoint is requested."""
+    storage = LacyStorage(root=str(tmp_path))
+    assert waiting_on(storage) == {
+        "validation_losses": ["token_shards"], "cascade_generations": ["reference_model (the cascade partner)"],
+        "factscore": ["reference_model (the cascade partner)", "knowledge_source"], "fact_leakage": [], "nlu": []}
+    result_path(storage, "lacy/run-1/step-00000002", "nlu").parent.mkdir(parents=True)
+    result_path(storage, "lacy/run-1/step-00000002", "nlu").write_text("{}")  # evaluated already
+    (request,), lines = pending_evaluations(storage, ["lacy/run-1/step-00000002"])
+    assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]
+    assert request.run_key == "evaluate:lacy/run-1/step-00000002:fact_leakage"
+    assert lines == ["lacy/run-1/step-00000002: validation_losses waits on token_shards",
+                     "lacy/run-1/step-00000002: cascade_generations waits on reference_model (the cascade partner)",
+                     "lacy/run-1/step-00000002: factscore waits on reference_model (the cascade partner), knowledge_source"]
+
+
 def test_sensor_schedule_evaluations_and_report(trained):
     with instance_for_test() as instance:
         sensor_schedule_evaluations_and_report(*trained, instance)
@@ -83,10 +102,13 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert len(add.partition_keys) == 8  # 4 runs x 2 checkpoints, all partitions
     requested = {r.partition_key for r in result.run_requests}  # the newest of each run is evaluated
     assert requested == {str(Path(latest_run(storage, m)["checkpoint"]).relative_to(models)) for m in ("reference", "rho1", "lacy", "baseline")}
-    assert all(set(r.asset_selection) == set(EVALUATION_KEYS) for r in result.run_requests)
+    # no knowledge source yet: FactScore waits, the other evaluations are requested
+    ready = set(EVALUATION_KEYS) - {AssetKey("factscore")}
+    assert all(set(r.asset_selection) == ready for r in result.run_requests)
     instance.add_dynamic_partitions(checkpoint_partitions.name, list(add.partition_keys))
     again = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
-    assert isinstance(again, SkipReason)
+    assert not again.dynamic_partitions_requests  # the same requests under the same run keys: run once
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in result.run_requests]
 
     resources = {"storage": storage}
     assert materialize([knowledge_source], resources=resources, instance=instance).success
@@ -114,6 +136,12 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert len(budgeted["generations"]) == 2 and budgeted["summary"]["calls"] > 0
     assert set(generations["modes"]) == {"budgeted", "native"}  # lacy trains calls: no no_call mode
     assert meta["cascade_generations"]["realized_call_rate_native"].value == pytest.approx(generations["modes"]["native"]["summary"]["call_rate"], abs=1e-4)
+
+    # once the knowledge source exists, FactScore of the others is requested; lacy is done
+    later = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
+    assert lacy_key not in {r.partition_key for r in later.run_requests}
+    assert {r.partition_key for r in later.run_requests} == requested - {lacy_key}
+    assert all(AssetKey("factscore") in r.asset_selection for r in later.run_requests)
 
     report = materialize([comparison_report], resources=resources, instance=instance)
     assert report.success

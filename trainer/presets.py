@@ -106,6 +106,18 @@ PRESETS: dict[str, Preset] = {
         RunSettings("tiny", 256, batch_size=8, micro_batch_size=8, lr=1e-3, warmup_steps=50, steps=1000,
                     save_every=200, log_every=10),
     ),
+    # The synthetic-biography testbed (issue 11): the embedded model on a ~0.2M-token world;
+    # the reference (the trained cascade partner) trains 3x as long to memorize more of it.
+    "synthetic": Preset(
+        "synthetic",
+        RunSettings("tiny", 256, batch_size=8, micro_batch_size=8, lr=1e-3, warmup_steps=30, steps=300,
+                    save_every=100, log_every=10),
+        RunSettings("tiny", 256, batch_size=8, micro_batch_size=8, lr=1e-3, warmup_steps=30, steps=900,
+                    save_every=300, log_every=10),
+    ),
+    # Its end-to-end test: a smoke-sized model with room for the few-shot QA prompts.
+    "synthetic-smoke": Preset("synthetic-smoke", RunSettings(**{**_SMOKE.to_dict(), "context": 256}),
+                              RunSettings(**{**_SMOKE.to_dict(), "context": 256, "steps": 12})),
     "paper-334m": Preset("paper-334m", _334M, _1_3B_REFERENCE),
     "paper-1.3b": Preset("paper-1.3b", _1_3B, _1_3B_REFERENCE),
 }

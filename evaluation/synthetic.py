@@ -84,6 +84,7 @@ COMPLETIONS = {
 }
 BIRTH_CUES = frozenset({"born", "native", "birthplace"})
 EMPLOYER_CUES = frozenset({"works", "employed", "employer", "joined", "position", "company", "based", "headquartered"})
+TOKEN_KINDS = ("other", "person_value", "structural_value")  # codes 0, 1, 2 in call_decisions
 SENTENCE = re.compile(r"[^.!?\n]+")
 SENTENCE_END = re.compile(r"[.!?]\s+|\n")
 
@@ -293,7 +294,7 @@ def call_decisions(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalCo
         logits, targets, kinds = [], [], []
         for doc in docs:
             ids, starts, ends = tok.encode_with_offsets(doc.text)
-            kind = np.zeros(len(doc.text), dtype=np.int8)  # 0 other, 1 person value, 2 structural value
+            kind = np.zeros(len(doc.text), dtype=np.int8)  # a code of TOKEN_KINDS per character
             for span in doc.spans:
                 code = 1 if span.attribute in PERSON_ATTRIBUTES else 2
                 kind[span.start:span.end] = [code if c.isalnum() else 0 for c in doc.text[span.start:span.end]]
@@ -306,13 +307,12 @@ def call_decisions(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalCo
         kind = torch.from_numpy(np.concatenate(kinds))
         mask = decode_call_mask(logits, model.call_id)
         _, no_call = token_losses(logits, targets, model.call_id)
-        names_ = {0: "other", 1: "person_value", 2: "structural_value"}
         out[bucket] = {
             "documents": len(docs),
             "tokens": len(kind),
             "calls_on_values": float((mask & (kind > 0)).sum() / max(mask.sum(), 1)),
-            **{f"{n}_called": float(mask[kind == k].float().mean()) for k, n in names_.items()},
-            **{f"{n}_loss": float(no_call[kind == k].mean()) for k, n in names_.items()},
+            **{f"{n}_called": float(mask[kind == k].float().mean()) for k, n in enumerate(TOKEN_KINDS)},
+            **{f"{n}_loss": float(no_call[kind == k].mean()) for k, n in enumerate(TOKEN_KINDS)},
         }
     return out
 

@@ -66,8 +66,9 @@ def figure2(results: dict[str, dict], out: Path) -> Path:
                 y = precision_of(r, bucket, run)
                 if x is not None and y is not None:
                     ax.scatter(x, y, marker=marker, color=color, s=50, label=f"{name} ({run})" if bucket == "head" else None)
-            ax.annotate(name, (x or 0, precision_of(r, bucket, "knowledge_base") or 0), fontsize=8, xytext=(4, 4),
-                        textcoords="offset points", color=color)
+            y = precision_of(r, bucket, "knowledge_base")
+            if x is not None and y is not None:
+                ax.annotate(name, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points", color=color)
         ax.set_title(f"{bucket} people")
         ax.set_xlabel("fact leakage (QA, <CALL> at -inf)")
         ax.grid(alpha=0.3)

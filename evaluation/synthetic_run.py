@@ -46,7 +46,7 @@ from trainer.score import score_dataset
 from trainer.train import TrainConfig, train
 
 METHODS = ("baseline", "lacy", "loss_based", "rho1", "llm_judge")
-DEFAULT_WORLD = SyntheticConfig(people=800, head_people=40, head_documents=30)
+DEFAULT_WORLD = SyntheticConfig(people=500, head_people=25, head_documents=30)
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class TestbedConfig:
     max_steps: int | None = None  # every run's steps (a quick check); None: the preset's
     workers: int = 2  # spaCy labeling processes
     threads: int = 2  # torch threads for training and evaluation
-    evaluation: SyntheticEvalConfig = SyntheticEvalConfig()
-    validation: ValidationConfig = field(default_factory=lambda: ValidationConfig(max_tokens=40_000))
+    evaluation: SyntheticEvalConfig = SyntheticEvalConfig(people_per_bucket=25, leakage_people_per_bucket=20, call_documents=80)
+    validation: ValidationConfig = field(default_factory=lambda: ValidationConfig(max_tokens=20_000))
 
 
 class Testbed:
@@ -200,11 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab-size", type=int, default=TestbedConfig.vocab_size)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=TestbedConfig.threads)
-    parser.add_argument("--people-per-bucket", type=int, default=SyntheticEvalConfig.people_per_bucket)
+    parser.add_argument("--people-per-bucket", type=int, default=TestbedConfig.evaluation.people_per_bucket)
     args = parser.parse_args(argv)
     config = TestbedConfig(root=args.root, source=args.source, preset=args.preset, methods=tuple(args.methods),
                            vocab_size=args.vocab_size, max_steps=args.max_steps, threads=args.threads,
-                           evaluation=replace(SyntheticEvalConfig(), people_per_bucket=args.people_per_bucket))
+                           evaluation=replace(TestbedConfig.evaluation, people_per_bucket=args.people_per_bucket))
     Testbed(config).run()
 
 

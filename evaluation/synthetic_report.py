@@ -73,7 +73,8 @@ def figure2(results: dict[str, dict], out: Path) -> Path:
         ax.set_xlabel("fact leakage (QA, <CALL> at -inf)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("factual precision of biographies")
-    fig.legend(loc="lower center", ncol=5, fontsize=7, frameon=False)
+    if axes[0].get_legend_handles_labels()[0]:
+        fig.legend(loc="lower center", ncol=5, fontsize=7, frameon=False)
     fig.suptitle("Figure 2 analogue: o = cascade with the knowledge-base partner, s = with the trained partner, x = no calls")
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     path = out / "figure2_precision_vs_leakage.png"

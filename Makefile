@@ -9,7 +9,7 @@ METHOD_MODELS = $(shell $(BIN)/python -c "from trainer.masks import METHODS; pri
 DG := $(BIN)/dagster asset materialize
 RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
-.PHONY: install run models evaluate test test-slow lint bench dev clean
+.PHONY: install run models evaluate test test-slow lint bench dev clean synthetic
 
 install: $(STAMP)
 
@@ -62,3 +62,6 @@ dev: $(STAMP)
 
 clean:
 	rm -rf artifacts .dagster .tmp_dagster_home_*
+
+synthetic: $(STAMP)  # the synthetic-biography testbed (issue 11): data, 6 models, exact evaluation, report in artifacts/synthetic/
+	OMP_NUM_THREADS=2 $(BIN)/python -m evaluation.synthetic_run --root artifacts/synthetic --threads 2

@@ -22,7 +22,7 @@ from dagster import (
 from assets.metadata import md_plot, md_table
 from assets.partitions import NUM_SHARDS, shard_partitions
 from assets.resources import LacyStorage
-from pipelines import align, corpus, facts, judge, word_labels
+from pipelines import align, corpus, facts, judge, synthetic, word_labels
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
 from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
@@ -44,11 +44,12 @@ class RawCorpusConfig(Config):
     min_stopword_fraction: float = 0.08
 
 
-@asset(group_name="data", code_version=code_fingerprint(corpus), description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
+@asset(group_name="data", code_version=code_fingerprint(corpus, synthetic), description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
 def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage: LacyStorage) -> MaterializeResult:
     corpus_config = CorpusConfig(tuple(config.sources), config.validation_fraction, config.min_stopword_fraction)
     table, report = build_corpus(corpus_config)
     manifest = write_corpus(table, report, storage.path("corpus"), NUM_SHARDS, corpus_config)
+    buckets = synthetic.write_beside_corpus(config.sources, storage.path("corpus"), config.validation_fraction)
     context.log.info(f"{manifest['documents']} documents, skipped {manifest['skipped'] or 'none'}")
     titles = table.column("title").to_pylist()[:8]
     return MaterializeResult(
@@ -62,6 +63,7 @@ def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage:
             "fingerprint": manifest["fingerprint"],
             "path": MetadataValue.path(str(storage.path("corpus"))),
             "first_titles": MetadataValue.md("\n".join(f"- {t}" for t in titles)),
+            **({"knowledge_base_people": MetadataValue.json(buckets)} if buckets else {}),
         },
     )
 

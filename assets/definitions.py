@@ -7,10 +7,11 @@ from assets.data import DATA_ASSETS, DATA_CHECKS
 from assets.evaluation import EVALUATION_ASSETS
 from assets.report import comparison_report
 from assets.resources import LacyStorage
+from assets.synthetic import synthetic_testbed
 from assets.training import TRAINING_ASSETS
 
 defs = Definitions(
-    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *EVALUATION_ASSETS, comparison_report],
+    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *EVALUATION_ASSETS, comparison_report, synthetic_testbed],
     asset_checks=[*DATA_CHECKS],
     sensors=[new_checkpoints],
     schedules=[reevaluate_stale_checkpoints],

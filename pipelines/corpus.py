@@ -28,6 +28,7 @@ LMLM_FILES = (  # the 830 Llama-annotated articles first, then the GPT-4o ones (
 )
 LEADS_FILE = EMBEDDED_DIR / "wikipedia" / "ovos_vital_articles_summaries_en-us.json.xz"
 EMBEDDED_SOURCES = ("embedded:dwiki", "embedded:wikipedia-leads")
+SYNTHETIC_SOURCE = "embedded:synthetic-bios"  # pipelines.synthetic; parameters after "?"
 
 CORPUS_SCHEMA = pa.schema(
     [
@@ -101,12 +102,15 @@ def english_stopword_fraction(text: str) -> tuple[float, int]:
 
 
 def read_source(source: str) -> Iterator[Record]:
-    """`embedded:dwiki`, `embedded:wikipedia-leads`, a .jsonl[.gz|.xz]/.parquet file or a
+    """`embedded:dwiki`, `embedded:wikipedia-leads`, `embedded:synthetic-bios[?params]`
+    (pipelines.synthetic), a .jsonl[.gz|.xz]/.parquet file or a
     directory of them, or `hf:<dataset id or local dir>[@split]`."""
     if source == "embedded:dwiki":
         yield from _read_lmlm(LMLM_FILES)
     elif source == "embedded:wikipedia-leads":
         yield from _read_leads(LEADS_FILE)
+    elif source.split("?", 1)[0] == SYNTHETIC_SOURCE:
+        yield from _read_synthetic(source)
     elif source.startswith("hf:"):
         yield from _read_hf(source[3:])
     else:
@@ -173,6 +177,13 @@ def _read_hf(spec: str) -> Iterator[Record]:
     except Exception as e:  # noqa: BLE001 - re-raised with the source named
         raise CorpusError(f"hf:{spec}: could not load the dataset ({type(e).__name__}: {e})") from e
     yield from _read_rows(ds, f"hf:{spec}", "row")
+
+
+def _read_synthetic(source: str) -> Iterator[Record]:
+    from pipelines import synthetic  # it imports this module (split_of)
+
+    for doc in synthetic.iter_documents(source):
+        yield Record(text=doc.text, title=doc.title, doc_id=doc.doc_id, origin=f"{source}:{doc.doc_id}")
 
 
 def _read_lmlm(files: Iterable[Path]) -> Iterator[Record]:

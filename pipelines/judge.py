@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import judge
+from pipelines import judge, synthetic
 from pipelines.corpus import LMLM_FILES, CorpusError, doc_id_for, read_corpus_shard
 from pipelines.facts import FACT
 from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, iter_jsonl, read_json, read_json_file, write_json
@@ -166,12 +166,16 @@ def judge_calls(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nd
 
 def read_annotations(source: str) -> dict[str, tuple[str, str]]:
     """doc key (hash of the clean text) -> (annotated_text, annotator). `embedded:dwiki`
-    reads the shipped LMLM files (Llama annotator first, GPT-4o for the rest); a path
-    reads LMLM-format JSON (`{"examples": [...]}`) or JSONL with `text`/`annotated_text`."""
-    files = LMLM_FILES if source == "embedded:dwiki" else (Path(source),)
+    reads the shipped LMLM files (Llama annotator first, GPT-4o for the rest);
+    `embedded:synthetic-bios[?params]` the knowledge base's values (pipelines.synthetic); a
+    path reads LMLM-format JSON (`{"examples": [...]}`) or JSONL with `text`/`annotated_text`."""
+    if synthetic.is_synthetic(source):
+        files = [(source, synthetic.annotations(source))]
+    else:
+        files = [(path, _examples(Path(path))) for path in (LMLM_FILES if source == "embedded:dwiki" else (source,))]
     out: dict[str, tuple[str, str]] = {}
-    for path in files:
-        for i, ex in enumerate(_examples(Path(path))):
+    for path, examples in files:
+        for i, ex in enumerate(examples):
             for key in ("text", "annotated_text"):
                 if not isinstance(ex.get(key), str):
                     raise CorpusError(f"{path}:example {i}: missing string field {key!r}")

@@ -14,6 +14,7 @@ class DataPreset:
 
 DATA_PRESETS = {
     "embedded": DataPreset(vocab_size=4096, num_shards=4),
+    "synthetic": DataPreset(vocab_size=2048, num_shards=2),  # the synthetic-biography world (issue 11)
     "paper-334m": DataPreset(vocab_size=32_000, num_shards=256),
     "paper-1.3b": DataPreset(vocab_size=32_000, num_shards=256),
 }

@@ -238,7 +238,7 @@ def questions(people: Sequence[Person]) -> list[Question]:
 class SyntheticEvalConfig:
     people_per_bucket: int = 40  # biographies generated per bucket (head, tail)
     max_new_tokens: int = 96  # a biography of the world is about 60-90 tokens
-    target_call_rate: float = 0.15
+    call_budget: float = 0.22  # the paper's equal call budget (section 5.1), as the cascade assets use
     leakage_people_per_bucket: int = 30  # x 5 attributes = questions per bucket
     call_documents: int = 120  # train documents per bucket for the call-decision quality
     repetition_penalty: float = 1.2
@@ -257,7 +257,7 @@ def evaluate_generations(model: Checkpoint, kb: KnowledgeBase, partners: dict[st
         out[bucket] = {}
         for run, partner in runs.items():
             gen_config = CascadeConfig(max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
-                                       target_call_rate=config.target_call_rate, calls=partner is not None)
+                                       call_budget=config.call_budget, calls=partner is not None)
             gens = generate(model, prompts, partner, gen_config)
             out[bucket][run] = {**precision([g.text for g in gens], people, kb), "calls": summarize(gens),
                                 "examples": [_example(g) for g in gens[:3]]}

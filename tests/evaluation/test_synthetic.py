@@ -97,7 +97,7 @@ def test_knowledge_base_partner_decides_by_template_prefix(kb, world_tokenizer):
 
 def test_cascade_with_the_knowledge_base_partner_writes_the_true_value(kb, world_tokenizer, tmp_path):
     model = load_checkpoint(write_random_checkpoint(tmp_path / "ckpt", world_tokenizer.path))
-    config = CascadeConfig(max_new_tokens=24, target_call_rate=1.0)  # calls at every step
+    config = CascadeConfig(max_new_tokens=24, call_budget=1.0)  # calls at every step
     gen = generate(model, ["Mary Smith\n\nMary Smith was born on"], KnowledgeBasePartner(kb, world_tokenizer), config)[0]
     assert gen.segments[0] == (" March 3, 1970", True)
     value_tokens = len(world_tokenizer.encode("Mary Smith was born on March 3, 1970")) - len(world_tokenizer.encode("Mary Smith was born on"))

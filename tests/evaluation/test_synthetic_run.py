@@ -6,7 +6,7 @@ from dagster import materialize
 
 from assets.resources import LacyStorage
 from assets.synthetic import synthetic_testbed
-from evaluation.synthetic_run import METHODS, Testbed, TestbedConfig
+from evaluation import synthetic_run
 from trainer.presets import REFERENCE
 
 TINY = {"source": "embedded:synthetic-bios?people=40&head_people=4&head_documents=6", "preset": "synthetic-smoke",
@@ -22,9 +22,9 @@ def test_synthetic_testbed_end_to_end(tmp_path):
     text = (root / "report" / "report.md").read_text()
     assert "Figure 2 analogue" in text and "Call-decision quality" in text
     assert (root / "report" / "figure2_precision_vs_leakage.png").exists() and (root / "report" / "figure5_call_losses.png").exists()
-    for name in (REFERENCE, *METHODS):
+    for name in (REFERENCE, *synthetic_run.METHODS):
         assert (root / "evaluation" / f"{name}.json").exists()
         assert f"| {name} |" in text
-    again = Testbed(TestbedConfig(root=str(root), **TINY), log=lambda _: None)
+    again = synthetic_run.Testbed(synthetic_run.TestbedConfig(root=str(root), **TINY), log=lambda _: None)
     again.run()
     assert set(again.seconds) == {"total"}  # no stage ran again

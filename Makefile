@@ -8,7 +8,7 @@ SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as 
 DG := $(BIN)/dagster asset materialize
 RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
-.PHONY: install run models evaluate test test-slow lint bench dev clean
+.PHONY: install run models evaluate test test-slow test-deploy lint bench dev clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-deploy:  # docker/ end to end: images, compose up, raw_corpus..token_shards through it, teardown (root; not in `make test`)
+	PYTHON=$(PYTHON) docker/test_deploy.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines trainer evaluation assets tests bench

@@ -16,10 +16,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DAGSTER_DISABLE_TELEMETRY=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/lacy
-COPY pyproject.toml requirements.lock README.md ./
+COPY pyproject.toml requirements.lock ./
 COPY docker/requirements-deploy.txt docker/
 # as in docker/Dockerfile: dependencies first (an editable install of empty packages), sources last
-RUN mkdir pipelines trainer evaluation assets \
+RUN mkdir pipelines trainer evaluation assets && touch README.md \
  && python3 -m venv /opt/venv \
  && pip install --no-cache-dir -c requirements.lock --config-settings editable_mode=compat -e '.[gpu]' -r docker/requirements-deploy.txt \
  && pip install --no-cache-dir --no-deps \

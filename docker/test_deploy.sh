@@ -63,12 +63,12 @@ ensure_base_image() {
 }
 
 ensure_wheelhouse() {
-    local stamp
-    stamp=docker/wheelhouse/.stamp-$(cat requirements.lock docker/requirements-deploy.txt docker/wheelhouse.sh | sha256sum | cut -c1-12)
+    local stamp  # beside the wheelhouse, not in it: the image layer that copies it stays cached
+    stamp=docker/.wheelhouse-$(cat requirements.lock docker/requirements-deploy.txt docker/wheelhouse.sh | sha256sum | cut -c1-12)
     [ -e "$stamp" ] && return
     say "filling docker/wheelhouse"
     docker/wheelhouse.sh
-    rm -f docker/wheelhouse/.stamp-* && touch "$stamp"
+    rm -f docker/.wheelhouse-* && touch "$stamp"
 }
 
 teardown() {

@@ -16,12 +16,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     DAGSTER_DISABLE_TELEMETRY=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/lacy
-COPY pyproject.toml requirements.lock ./
-COPY docker/requirements-deploy.txt docker/
-# as in docker/Dockerfile: dependencies first (an editable install of empty packages), sources last
+COPY pyproject.toml ./
+COPY docker/requirements-deploy.txt docker/gpu-constraints.txt docker/
+# as in docker/Dockerfile: dependencies first (an editable install of empty packages), sources last;
+# constrained by gpu-constraints.txt (the CPU lock's numpy does not satisfy vLLM)
 RUN mkdir pipelines trainer evaluation assets && touch README.md \
  && python3 -m venv /opt/venv \
- && pip install --no-cache-dir -c requirements.lock --config-settings editable_mode=compat -e '.[gpu]' -r docker/requirements-deploy.txt \
+ && pip install --no-cache-dir -c docker/gpu-constraints.txt --config-settings editable_mode=compat -e '.[gpu]' -r docker/requirements-deploy.txt \
  && pip install --no-cache-dir --no-deps \
       dagster-postgres==${DAGSTER_LIBS_VERSION} dagster-docker==${DAGSTER_LIBS_VERSION} dagster-k8s==${DAGSTER_LIBS_VERSION} \
  && python -c "import torch; assert torch.version.cuda, 'torch is not a CUDA build'"

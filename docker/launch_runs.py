@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ASSET_JOB = "__ASSET_JOB"
@@ -45,8 +46,11 @@ def graphql(url: str, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        body = json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:  # the webserver answers GraphQL errors with status 500
+        body = json.load(error)
     if body.get("errors"):
         raise RuntimeError(f"{url}/graphql: {body['errors']}")
     return body["data"]
@@ -98,7 +102,12 @@ def launch(url: str, location: str, assets: list[str], partition: str | None) ->
 def wait(url: str, run_id: str, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = graphql(url, RUN, {"runId": run_id})["runOrError"]
+        try:
+            run = graphql(url, RUN, {"runId": run_id})["runOrError"]
+        except (OSError, RuntimeError) as error:  # a restarting webserver or database: ask again
+            print(f"run {run_id}: status unavailable ({str(error)[:200]}), retrying", file=sys.stderr)
+            time.sleep(10)
+            continue
         if run["__typename"] != "Run":
             raise SystemExit(f"run {run_id}: {run}")
         if run["status"] in TERMINAL:

@@ -79,8 +79,9 @@ teardown() {
         for c in $(docker ps -aq --filter "label=lacy.deployment=$project"); do docker logs --tail 30 "$c" 2>&1 || true; done
     fi
     say "tearing down"
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
+    # run containers first: they hold the volumes that `down -v` removes
     docker ps -aq --filter "label=lacy.deployment=$project" | xargs -r docker rm -f >/dev/null
+    compose down -v --remove-orphans >/dev/null 2>&1 || true
     docker volume rm -f "$LACY_ARTIFACTS_VOLUME" "$LACY_LOGS_VOLUME" "$LACY_POSTGRES_VOLUME" >/dev/null 2>&1 || true
     if [ -n "$started_dockerd" ]; then kill "$started_dockerd" && wait "$started_dockerd" || true; fi
     exit $rc

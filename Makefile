@@ -9,7 +9,7 @@ METHOD_MODELS = $(shell $(BIN)/python -c "from trainer.masks import METHODS; pri
 DG := $(BIN)/dagster asset materialize
 RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
-.PHONY: install run models evaluate test test-slow lint bench dev clean synthetic
+.PHONY: install run models evaluate test test-slow test-deploy lint bench dev clean synthetic
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-deploy:  # docker/ end to end: images, compose up, raw_corpus..token_shards through it, teardown (root; not in `make test`)
+	PYTHON=$(PYTHON) docker/test_deploy.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines trainer evaluation assets tests bench

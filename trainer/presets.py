@@ -106,7 +106,7 @@ PRESETS: dict[str, Preset] = {
         RunSettings("tiny", 256, batch_size=8, micro_batch_size=8, lr=1e-3, warmup_steps=50, steps=1000,
                     save_every=200, log_every=10),
     ),
-    # The synthetic-biography testbed (issue 11): a 0.5M-parameter model on a ~0.1M-token
+    # The synthetic-biography testbed (issue 11): a 0.7M-parameter model on a ~0.1M-token
     # world, sized so that all six runs fit a shared 2-core machine; a head person's
     # documents are seen about 130 times by the baseline. The reference (the trained
     # cascade partner) trains 2.5x as long to memorize more of the world.

@@ -149,10 +149,12 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert "data:image/png;base64" in event.materialization.metadata["figure_2_6_factscore_vs_leakage"].value
     assert (storage.path("report", "report.md")).read_text().startswith("# LaCy comparison report")
 
-    schedule_context = build_schedule_context(instance=instance, resources={"storage": storage})
-    assert isinstance(reevaluate_stale_checkpoints(schedule_context), SkipReason)
-    stored = result_path(storage, lacy_key, "fact_leakage")
-    stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
-    (request,) = reevaluate_stale_checkpoints(schedule_context)
-    assert isinstance(request, RunRequest) and request.partition_key == lacy_key
-    assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]
+    # as a context manager: the context enters the instance, and an unclosed one leaves Dagster's
+    # process-wide state storage pointing at this test's temporary instance after it is gone
+    with build_schedule_context(instance=instance, resources={"storage": storage}) as schedule_context:
+        assert isinstance(reevaluate_stale_checkpoints(schedule_context), SkipReason)
+        stored = result_path(storage, lacy_key, "fact_leakage")
+        stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
+        (request,) = reevaluate_stale_checkpoints(schedule_context)
+        assert isinstance(request, RunRequest) and request.partition_key == lacy_key
+        assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]

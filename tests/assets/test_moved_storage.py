@@ -22,9 +22,7 @@ STEPS = {"preset": "smoke", "max_steps": 2, "save_every": 1}
 
 
 def test_a_moved_storage_root_still_finds_its_runs_and_checkpoints(data_assets, tmp_path):
-    # one live instance for every run and sensor call: a materialize() without one, after
-    # another test's instance_for_test() has closed, finds Dagster's process-wide state
-    # storage pointing at that instance's deleted directory
+    # one instance for every run, the sensor and register (they share its dynamic partitions)
     with instance_for_test() as instance:
         moved_storage_round_trip(data_assets, tmp_path, instance)
 

@@ -9,7 +9,7 @@ METHOD_MODELS = $(shell $(BIN)/python -c "from trainer.masks import METHODS; pri
 DG := $(BIN)/dagster asset materialize
 RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
-.PHONY: install run models evaluate test test-slow test-deploy lint bench dev clean synthetic
+.PHONY: install run models evaluate results test test-slow test-deploy lint bench dev clean synthetic
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
 	for key in $$($(BIN)/python -m assets.register --latest); do \
 		$(DG) --select validation_losses,cascade_generations,factscore,fact_leakage,nlu --partition "$$key" || exit 1; done
 	$(DG) --select comparison_report
+	$(MAKE) results
+
+results:  # RESULTS.md and docs/results/ from the comparison report (never edited by hand)
+	mkdir -p docs/results && cp artifacts/report/*.png docs/results/
+	sed 's#](\([a-z0-9_]*\.png\))#](docs/results/\1)#' artifacts/report/report.md > RESULTS.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -8,6 +8,7 @@ tables in the metadata and under artifacts/report/.
 The baseline appears twice wherever cascade results are shown: without calls, and with its
 untrained <CALL> logit under the same call budget as every other method."""
 
+import subprocess
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -155,6 +156,8 @@ def summary_table(rows: dict) -> list[dict]:
                 "baseline non-call loss": v.get("baseline_non_call_loss") if v else None,
                 factuality(f)[0] if f else "FactScore": factuality(f)[1] if f else None,
                 "fact leakage": leakage_score(leak) if leak else None,
+                "PopQA leakage": leak["popqa"]["leakage"] if leak else None,
+                "BigBench leakage": leak["bigbench_qa_wikidata"]["leakage"] if leak else None,
             })
     return table
 
@@ -226,6 +229,19 @@ def markdown(title: str, rows: list[dict]) -> str:
     return f"## {title}\n\n" + (markdown_table(rows) if rows else "(no results yet)") + "\n"
 
 
+def image(path: Path, caption: str) -> str:
+    return f"\n![{caption}]({path.name})\n" if path.exists() else ""
+
+
+def provenance(storage: LacyStorage) -> str:
+    """The code's commit and the data's fingerprint, so a published copy names what it measured."""
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    commit = git.stdout.strip() or "not a git checkout"
+    manifest = storage.path("token_shards", "manifest.json")
+    data = read_json(manifest)["fingerprint"] if manifest.exists() else "no token shards"
+    return f"Written by `comparison_report` (`make evaluate`), not by hand. Code `{commit}`, token shards `{data}`.\n"
+
+
 @asset(
     group_name="evaluation",
     deps=[validation_losses, cascade_generations, factscore_eval, fact_leakage, nlu_eval],
@@ -236,17 +252,21 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
     rows = collect(storage)
     out = storage.path("report")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.png"):  # a figure with no data now must not show an earlier one
+        stale.unlink()
     missing = [f"{NAMES[m]}: {', '.join(k for k in REPORTED if not r[k])}" for m, r in rows.items() if not all(r[k] for k in REPORTED)]
     for line in missing:
         context.log.warning(f"not evaluated yet: {line}")
-    figure2 = factscore_vs_leakage(rows, out / "factscore_vs_leakage.png")
-    figure5 = call_losses(rows, out / "call_losses.png")
-    aucs = call_aucs(rows, out / "call_aucs.png")
+    figure2_png, figure5_png, aucs_png = out / "factscore_vs_leakage.png", out / "call_losses.png", out / "call_aucs.png"
+    figure2 = factscore_vs_leakage(rows, figure2_png)
+    figure5 = call_losses(rows, figure5_png)
+    aucs = call_aucs(rows, aucs_png)
     summary, decision, nlu, cost = summary_table(rows), call_decision_table(rows), nlu_table(rows), cost_table(storage)
     notes = [f"- {NAMES[m]}: {k.replace('_', ' ')} not measured: {reason}" for m, r in rows.items() if r["validation_losses"]
              for k, reason in r["validation_losses"].get("call_auc_notes", {}).items()]
-    report = "# LaCy comparison report\n\n" + "\n".join(
-        [markdown("Methods", summary), markdown("Call decision", decision) + "\n".join(notes) + "\n",
+    report = "# LaCy comparison report\n\n" + provenance(storage) + "\n" + "\n".join(
+        [markdown("Methods", summary) + image(figure2_png, "Figures 2 and 6") + image(figure5_png, "Figure 5"),
+         markdown("Call decision", decision) + "\n".join(notes) + "\n" + image(aucs_png, "Call decision AUCs"),
          markdown("Table 1: NLU accuracy (%) without cascade", nlu), markdown("Table 2: cost of producing pretraining labels", cost)]
     )
     if missing:

@@ -163,7 +163,7 @@ def save_hf_tokenizer(tokenizer_path: str | Path, out_dir: str | Path) -> None:
         "padding_side": "left",  # a causal LM's batched generation (LlamaTokenizer's default)
         "model_max_length": 1 << 30,
         "additional_special_tokens": [CALL_TOKEN],
-        # A literal "<CALL>" in text is text, as in SentencePiece (see the README).
+        # A literal "<CALL>" in text is text, as in SentencePiece: text cannot write a call.
         "split_special_tokens": True,
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -5,7 +5,7 @@ A micro-batch is what one forward pass sees (`micro_batch_size` sequences of one
 "15% of the tokens of each mini-batch" (section 4, Table 5) is counted over it. Defining it
 so makes a 2-process DDP run equal a 1-process run accumulating gradients over the same
 micro-batches. All inputs are per *target* position, flattened to (n,). Adding a method is
-a rule function and a row of `METHODS` (and the README's row).
+a rule function and a row of `METHODS` (and its row in docs/training.md).
 
 "15% of tokens" is k = round(0.15 * n). When fewer candidates exist than k (e.g. fewer fact
 tokens than 15%), all candidates are calls and the realized fraction is what the train loop

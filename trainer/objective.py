@@ -14,7 +14,7 @@ positions swapped to <CALL> and the same ignore mask:
 i.e. A.4 plus -(1 - C)(1 - I) log(1 - p(<CALL>)) at the learned positions: it also trains
 p(<CALL>) down where the model should write text, so that <CALL> is the top logit where it
 should call (section 4 decodes "until a <CALL> token is generated"); A.4 as printed leaves
-p(<CALL>) free at non-call positions. README's deviations section has the measurement and
+p(<CALL>) free at non-call positions. DEVIATIONS.md ("Objective") has the measurement and
 the paper's quotes for each. A.3 (calls only) is the case I = 0. A.2 (ignore without calls)
 is written in the paper with another normalization, 1 / sum(1 - I); no method of Table 5
 ignores without calling, so it is not implemented. A.1, the baseline's plain cross-entropy

@@ -29,28 +29,37 @@ from assets.metadata import markdown_table, md_plot, md_table
 from assets.resources import LacyStorage
 from assets.training import LATEST, latest_run
 from pipelines.files import read_json
+from trainer.checkpoint import latest_checkpoint
 from trainer.masks import METHODS
 
-NAMES = {name: method.label for name, method in METHODS.items()}  # as the paper writes them
 NLU_TASKS = ("arc_easy", "hellaswag", "piqa", "social_iqa")
 REPORTED = ("validation_losses", "cascade_generations", "factscore", "fact_leakage", "nlu")  # the evaluations the report reads
 PAPER_TABLE2 = {"LLM judge": "233 h / 1B tokens, one A100 GPU", "Rho-1": "56 h / 1B tokens, one A100 GPU", "LaCy": "152 h / 1B tokens, one CPU core"}
 
 
 def collect(storage: LacyStorage) -> dict[str, dict]:
-    """method -> {"checkpoint", "partition", and each evaluation's result (or None)}."""
+    """label -> {"method", "call_objective", "checkpoint", "partition", each evaluation's result or None}:
+    every method's latest model, and beside a calling method's the newest run trained with
+    another call objective (e.g. a `renormalized` LaCy run started with `python -m trainer`),
+    labelled with that objective."""
     root = storage.path("models")
     rows = {}
-    for method in METHODS:
+    for method, spec in METHODS.items():
         if not (root / method / LATEST).exists():
             continue
-        ckpt = Path(latest_run(storage, method)["checkpoint"])
-        key = str(ckpt.relative_to(root))
-        rows[method] = {
-            "checkpoint": str(ckpt),
-            "partition": key,
-            **{name: read_result(storage, key, name) for name in REPORTED},
-        }
+        latest = latest_checkpoint(Path(latest_run(storage, method)["run_dir"]))
+        models = {spec.label: latest}
+        if spec.calls:
+            runs = sorted((c for c in map(latest_checkpoint, (root / method).glob("run-*")) if c), key=lambda c: c.path.stat().st_mtime)
+            for other in runs:  # the newest run of each objective wins
+                objective = other.info.get("call_objective")
+                if objective != latest.info.get("call_objective"):
+                    models[f"{spec.label} ({objective})"] = other
+        for label, checkpoint in models.items():
+            key = str(checkpoint.path.relative_to(root))
+            rows[label] = {"method": method, "call_objective": checkpoint.info.get("call_objective"),
+                           "checkpoint": str(checkpoint.path), "partition": key,
+                           **{name: read_result(storage, key, name) for name in REPORTED}}
     return rows
 
 
@@ -66,16 +75,16 @@ def factuality(result: dict) -> tuple[str, float]:
     return "fact_overlap_proxy (not FactScore)", result["fact_overlap_proxy"]["score"]
 
 
-def cascade_entries(method: str, row: dict) -> list[tuple[str, dict | None]]:
+def cascade_entries(label: str, row: dict) -> list[tuple[str, dict | None]]:
     """(name, factscore result) of each cascade a method is shown with: the budgeted one, and
     for a model trained without calls also the one without calls, each named for what it is."""
     factscore = row["factscore"]
-    if METHODS[method].calls:
-        return [(NAMES[method], factscore)]
+    if METHODS[row["method"]].calls:
+        return [(label, factscore)]
     budget = (row["cascade_generations"] or {}).get("config", {}).get("call_budget")
     at = f"at the {budget:.0%} call budget" if budget is not None else "at the call budget"
-    return [(f"{NAMES[method]}, without calls", factscore and factscore.get(NO_CALL)),
-            (f"{NAMES[method]}, untrained <CALL> logit {at}", factscore)]
+    return [(f"{label}, without calls", factscore and factscore.get(NO_CALL)),
+            (f"{label}, untrained <CALL> logit {at}", factscore)]
 
 
 def factscore_vs_leakage(rows: dict, save_to: Path) -> MetadataValue | str:
@@ -115,7 +124,7 @@ def spread_labels(xs: list[float], ys: list[float], min_gap: float, x_near: floa
 
 
 def call_losses(rows: dict, save_to: Path) -> MetadataValue | str:
-    methods = [m for m, r in rows.items() if r["validation_losses"] and m != "baseline"]
+    methods = [m for m, r in rows.items() if r["validation_losses"] and METHODS[r["method"]].calls]
     if not methods:
         return "no calling method has validation losses yet"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -125,7 +134,7 @@ def call_losses(rows: dict, save_to: Path) -> MetadataValue | str:
         matched = [rows[m]["validation_losses"].get(f"baseline_{kind}") or np.nan for m in methods]
         ax.bar(x - 0.2, own, 0.4, label="method", color="#2c7fb8")
         ax.bar(x + 0.2, matched, 0.4, label="baseline on the same mask", color="#a6cee3")
-        ax.set_xticks(x, [NAMES[m] for m in methods], rotation=35, ha="right", fontsize=8)
+        ax.set_xticks(x, list(methods), rotation=35, ha="right", fontsize=8)
         ax.set_title(kind.replace("_", " ").replace("non call", "non-call"))
         ax.set_ylabel("nats per token")
     axes[0].legend()
@@ -138,7 +147,7 @@ def nlu_table(rows: dict) -> list[dict]:
     for m, r in rows.items():
         if r["nlu"]:
             accs = {t: 100 * r["nlu"]["tasks"][t]["acc"] for t in NLU_TASKS if t in r["nlu"]["tasks"]}
-            table.append({"model": NAMES[m], **{t: round(v, 1) for t, v in accs.items()}, "average": round(float(np.mean(list(accs.values()))), 1)})
+            table.append({"model": m, **{t: round(v, 1) for t, v in accs.items()}, "average": round(float(np.mean(list(accs.values()))), 1)})
     return table
 
 
@@ -173,7 +182,8 @@ def call_decision_table(rows: dict) -> list[dict]:
         v, c = r["validation_losses"] or {}, r["cascade_generations"] or {}
         rates = {mode: c["modes"][mode]["summary"]["call_rate"] for mode in c.get("modes", {})}
         table.append({
-            "model": NAMES[m] if METHODS[m].calls else f"{NAMES[m]} (untrained <CALL> logit)",
+            "model": m if METHODS[r["method"]].calls else f"{m} (untrained <CALL> logit)",
+            "call objective": r.get("call_objective") or "-",
             "<CALL> top fraction": v.get("call_top_fraction"),
             "p(CALL) at calls": v.get("mean_p_call_at_calls"),
             "p(CALL) elsewhere": v.get("mean_p_call_at_non_calls"),
@@ -198,7 +208,7 @@ def call_aucs(rows: dict, save_to: Path) -> MetadataValue | str:
         ax.bar(x + (i - 1) * width, [np.nan if v is None else v for v in values], width, label=label)
     ax.axhline(0.5, color="0.5", lw=0.8, ls="--")
     ax.text(len(methods) - 0.5, 0.5, "chance", ha="right", va="bottom", fontsize=8, color="0.4")
-    ax.set_xticks(x, [NAMES[m] for m in methods], rotation=35, ha="right", fontsize=8)
+    ax.set_xticks(x, list(methods), rotation=35, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("ROC AUC of the <CALL> logit")
     ax.set_title("Call decision on validation (missing bar: reference not available, see the table notes)")
@@ -254,7 +264,7 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.png"):  # a figure with no data now must not show an earlier one
         stale.unlink()
-    missing = [f"{NAMES[m]}: {', '.join(k for k in REPORTED if not r[k])}" for m, r in rows.items() if not all(r[k] for k in REPORTED)]
+    missing = [f"{m}: {', '.join(k for k in REPORTED if not r[k])}" for m, r in rows.items() if not all(r[k] for k in REPORTED)]
     for line in missing:
         context.log.warning(f"not evaluated yet: {line}")
     figure2_png, figure5_png, aucs_png = out / "factscore_vs_leakage.png", out / "call_losses.png", out / "call_aucs.png"
@@ -262,7 +272,7 @@ def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> M
     figure5 = call_losses(rows, figure5_png)
     aucs = call_aucs(rows, aucs_png)
     summary, decision, nlu, cost = summary_table(rows), call_decision_table(rows), nlu_table(rows), cost_table(storage)
-    notes = [f"- {NAMES[m]}: {k.replace('_', ' ')} not measured: {reason}" for m, r in rows.items() if r["validation_losses"]
+    notes = [f"- {m}: {k.replace('_', ' ')} not measured: {reason}" for m, r in rows.items() if r["validation_losses"]
              for k, reason in r["validation_losses"].get("call_auc_notes", {}).items()]
     report = "# LaCy comparison report\n\n" + provenance(storage) + "\n" + "\n".join(
         [markdown("Methods", summary) + image(figure2_png, "Figures 2 and 6") + image(figure5_png, "Figure 5"),

@@ -53,7 +53,7 @@ def moved_storage_round_trip(data_assets, tmp_path, instance):
     assert isinstance(sensed, SensorResult) and key in {r.partition_key for r in sensed.run_requests}
     assert key in register(instance, moved)
     assert key in instance.get_dynamic_partitions(checkpoint_partitions.name)
-    assert collect(moved)["rho1"]["partition"] == key
+    assert collect(moved)["Rho-1"]["partition"] == key
 
     # provenance recorded relative to the root resolves under the new mount
     scored = read_json(after / "reference_losses" / "manifest.json")["model"]["checkpoint"]

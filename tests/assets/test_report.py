@@ -1,8 +1,13 @@
-"""Figure 2/6's label placement: labels of nearby points are pushed apart, far ones stay put."""
+"""The comparison report: which models it shows, the baseline twice, the call-decision table,
+and Figure 2/6's label placement."""
+
+import json
+import os
 
 import pytest
 
-from assets.report import call_aucs, call_decision_table, spread_labels, summary_table
+from assets.report import call_aucs, call_decision_table, collect, spread_labels, summary_table
+from assets.resources import LacyStorage
 
 
 def test_close_labels_pushed_apart_far_ones_kept():
@@ -21,6 +26,7 @@ def _row(method: str, call_rates: dict, proxy: float, no_call_proxy: float | Non
     if no_call_proxy is not None:
         factscore["no_call"] = {"fact_overlap_proxy": {"score": no_call_proxy}}
     return {
+        "method": method,
         "partition": f"{method}/run/step-1",
         "validation_losses": {"call_loss": 5.0, "call_loss_without_call": 4.0, "non_call_loss": 3.0, "call_top_fraction": 0.5,
                               "mean_p_call_at_calls": 0.6, "mean_p_call_at_non_calls": 0.1, "call_auc_own_rule": 0.7,
@@ -35,8 +41,8 @@ def _row(method: str, call_rates: dict, proxy: float, no_call_proxy: float | Non
 
 
 ROWS = {
-    "baseline": _row("baseline", {"budgeted": 0.221, "native": 0.0, "no_call": 0.0}, proxy=0.4, no_call_proxy=0.3),
-    "lacy": _row("lacy", {"budgeted": 0.219, "native": 0.05}, proxy=0.5),
+    "Baseline": _row("baseline", {"budgeted": 0.221, "native": 0.0, "no_call": 0.0}, proxy=0.4, no_call_proxy=0.3),
+    "LaCy": _row("lacy", {"budgeted": 0.219, "native": 0.05}, proxy=0.5),
 }
 
 
@@ -58,3 +64,24 @@ def test_call_decision_table_and_figure(tmp_path):
     assert (lacy["AUC vs own rule"], lacy["AUC vs spaCy facts"], lacy["AUC vs hard tokens"]) == (0.7, 0.65, None)
     assert (lacy["call loss (p)"], lacy["call loss (p\\CALL)"]) == (5.0, 4.0)
     assert "data:image/png;base64" in call_aucs(ROWS, tmp_path / "aucs.png").value and (tmp_path / "aucs.png").exists()
+
+
+def _checkpoint(root, method: str, run: str, objective: str | None, mtime: int) -> str:
+    path = root / "models" / method / run / "step-00000010"
+    path.mkdir(parents=True)
+    (path / "lacy.json").write_text(json.dumps({"call_objective": objective}))
+    os.utime(path, (mtime, mtime))
+    return str(path.relative_to(root / "models"))
+
+
+def test_collect_shows_the_latest_model_and_the_newest_run_of_another_objective(tmp_path):
+    full = _checkpoint(tmp_path, "lacy", "run-full", "full", 300)
+    _checkpoint(tmp_path, "lacy", "run-old", "renormalized", 100)
+    renormalized = _checkpoint(tmp_path, "lacy", "run-new", "renormalized", 200)
+    baseline = _checkpoint(tmp_path, "baseline", "run-b", None, 100)
+    for method, key in (("lacy", full), ("baseline", baseline)):
+        (tmp_path / "models" / method / "latest.json").write_text(
+            json.dumps({"run_dir": f"models/{key.rsplit('/', 1)[0]}", "checkpoint": f"models/{key}"}))
+    rows = collect(LacyStorage(root=str(tmp_path)))
+    assert {label: (r["method"], r["partition"]) for label, r in rows.items()} == {
+        "Baseline": ("baseline", baseline), "LaCy": ("lacy", full), "LaCy (renormalized)": ("lacy", renormalized)}

@@ -8,10 +8,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines.shards import ShardError, list_array, write_table
-from tests.trainer.conftest import write_labels
 from trainer.data import DataError, Documents, PackedLoader, load_documents
 from trainer.masks import Needs
-from trainer.synthetic import synthetic_docs, write_dataset
+from trainer.synthetic import synthetic_docs, write_dataset, write_labels
 
 EOS = 2
 # three documents; token id -> (class, judge, reference loss)

@@ -275,7 +275,7 @@ def _build_cache(cache: Path, inputs: list[_Input], split: str, tokenizer: dict,
         offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
         np.cumsum(np.concatenate(lengths), out=offsets[1:])
         np.save(tmp / "offsets.npy", offsets)
-        write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "tokens": tokens, "sources": sources})
+        write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "sources": sources})
 
 
 def _npy_file(path: Path, dtype, length: int) -> BinaryIO:

@@ -8,6 +8,18 @@ document, the same documents in the same order in every label shard, label manif
 from these token shards (`token_shards_fingerprint`), one tokenizer for all datasets, and
 fact labels present when the method needs them (an unlabeled dataset has token_class -1).
 
+The split lies on disk, not in each process's memory. The first `load_documents` of a split
+and its inputs builds a cache, `<first dataset>/cache/<split>-<key>/`: one flat `.npy` per
+array (`ids`, `token_class`, `offsets`, and `judge_call`, `ref_loss` when the method reads
+them) and `meta.json` (per-dataset counts), written shard by shard, under a file lock (the
+ranks of a run build it once, the others wait) in a temporary folder renamed into place when
+complete (a killed build leaves nothing that looks finished). The key hashes the shards' and
+labels' sha256s and this module's code, so other inputs or code get another cache; old ones
+may be deleted while no run is starting. Every process maps the arrays read-only, after
+checking their sizes against each other and against the manifests' `tokens_per_split`: what
+it holds in memory grows with the documents (an epoch's order), not with the tokens, and
+the pages it reads are page cache, shared by the processes of a machine.
+
 `PackedLoader` packs the documents of an epoch, in a shuffled order, into one stream with
 EOS before every document (`EOS d1 EOS d2 ...`), cut into sequences of `seq_len` inputs and
 `seq_len` targets (the inputs shifted by one). Labels are aligned to the *targets*: the
@@ -22,8 +34,14 @@ processes (with gradient accumulation making up the rest) sees the same micro-ba
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import shutil
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -31,14 +49,24 @@ import pyarrow.compute as pc
 import torch
 
 from pipelines.classes import FACT, GRAMMATICAL, OTHER
-from pipelines.files import fingerprint, portable_path
-from pipelines.shards import JUDGE_SCHEMA, TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
+from pipelines.files import atomic_path, code_fingerprint, fingerprint, portable_path, read_json, write_json
+from pipelines.shards import (
+    JUDGE_SCHEMA,
+    MANIFEST,
+    TOKEN_SCHEMA,
+    ShardError,
+    check_equal_lengths,
+    read_manifest,
+    read_table,
+)
 from pipelines.tokenizer import MODEL_FILE
 from trainer.masks import Needs, TokenLabels
 
 UNLABELED = -1  # token_class of a dataset without spaCy labels (the reference model's extra data)
 EOS_CLASS = GRAMMATICAL
 REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
+CACHE = "cache"  # under the first dataset's directory: a folder of flat arrays per split and inputs
+CACHE_META = "meta.json"
 
 
 class DataError(ValueError):
@@ -48,7 +76,7 @@ class DataError(ValueError):
 @dataclass
 class Documents:
     """The documents of one split, concatenated: document i is `[offsets[i], offsets[i + 1])`
-    of each flat array."""
+    of each flat array (read-only memory maps of the split's cache from `load_documents`)."""
 
     ids: np.ndarray  # uint16 (vocabularies up to 65,536) or int32
     token_class: np.ndarray  # int8; UNLABELED for datasets without labels
@@ -103,10 +131,7 @@ def _aligned(
             f"input_ids in {token_path} has {n_ids[r]}"
         )
     out = np.full(int(n_ids.sum()), fill, dtype=dtype)
-    starts = np.concatenate([[0], np.cumsum(n_ids)[:-1]]).astype(np.int64)
-    lengths = n_lab[valid]
-    dest = np.repeat(starts[valid], lengths) + (np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    out[dest] = col.flatten().to_numpy(zero_copy_only=False)
+    out[np.repeat(valid, n_ids)] = col.flatten().to_numpy(zero_copy_only=False)  # a valid row has one label per token
     return out, int((~valid).sum())
 
 
@@ -127,6 +152,16 @@ def _match_labels(label_dirs: list[Path], datasets: list[tuple[Path, dict]], kin
     return pairs
 
 
+@dataclass(frozen=True)
+class _Input:
+    """A token dataset and the label directories read with it (None: not needed), each with its manifest."""
+
+    path: Path
+    manifest: dict
+    judge: tuple[Path, dict] | None
+    ref: tuple[Path, dict] | None
+
+
 def load_documents(
     data_dirs: list[str | Path],
     split: str = "train",
@@ -136,7 +171,8 @@ def load_documents(
     needs: Needs = Needs(),
     method: str = "",
 ) -> Documents:
-    """The documents of `split`, with the labels `needs` asks for (`method` names who asks, in errors)."""
+    """The documents of `split`, with the labels `needs` asks for (`method` names who asks, in
+    errors), as read-only memory maps of the split's cache (built first when missing)."""
     if not data_dirs:
         raise DataError("no token dataset given (--data DIR)")
     datasets = [(Path(d), read_manifest(d)) for d in data_dirs]
@@ -144,75 +180,166 @@ def load_documents(
     for d, m in datasets[1:]:
         if m["tokenizer"]["sha256"] != tokenizer["sha256"]:
             raise DataError(f"{d}/manifest.json: tokenizer differs from {datasets[0][0]}'s; all datasets must share one tokenizer")
-    # The whole split sits in each process's memory: 2 bytes per id while the vocabulary fits
-    # (the paper's 32,001 does), 1 per class and judge label, 4 per reference loss.
-    id_dtype = np.uint16 if tokenizer["vocab_size"] <= 1 << 16 else np.int32
     judges = _match_labels([Path(p) for p in judge_dirs], datasets, "judge labels")
     refs = _match_labels([Path(p) for p in ref_loss_dirs], datasets, "reference losses")
-    ids, cls, judge, ref, lengths, sources = [], [], [], [], [], []
+    inputs = []
     for d, manifest in datasets:
         for label_pairs, needed, what in ((judges, needs.judge, "LLM-judge labels (--judge)"), (refs, needs.ref_loss, "reference losses (--ref-losses)")):
             if needed and d not in label_pairs:
                 raise DataError(f"{d}: method {method!r} needs {what} for every dataset; none given for this one")
-        source = {"path": str(d), "fingerprint": manifest["fingerprint"], "docs": 0, "tokens": 0, "unannotated_docs": 0}
-        for name, pairs in (("judge", judges), ("ref_losses", refs)):
-            if d in pairs:
-                source[name] = {"path": str(pairs[d][0]), "fingerprint": pairs[d][1]["fingerprint"]}
-        for entry in manifest["shards"]:
-            path = d / entry["file"]
-            table = read_table(path, TOKEN_SCHEMA)
-            check_equal_lengths(path, table, ["input_ids", "token_class"])
-            keep = pc.equal(table.column("split"), split)
-            labels = {}
-            if needs.judge:
-                jpath = judges[d][0] / entry["file"]
-                labels["judge"], unannotated = _aligned(jpath, read_table(jpath, JUDGE_SCHEMA), "judge_call", table, path, np.int8, 0)
-                source["unannotated_docs"] += unannotated  # docs without LLM annotation: no calls
-            if needs.ref_loss:
-                rpath = refs[d][0] / entry["file"]
-                labels["ref"], _ = _aligned(rpath, read_table(rpath, REF_LOSS_SCHEMA), "ref_loss", table, path, np.float32, np.nan)
-            n_tok = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
-            keep_tok = np.repeat(keep.to_numpy(zero_copy_only=False), n_tok)
-            table = table.filter(keep)
-            shard_ids, shard_cls = _flat(table.column("input_ids"), np.int32), _flat(table.column("token_class"), np.int8)
-            _check_tokens(path, table, shard_ids, shard_cls, tokenizer, needs.facts, method)
-            shard_ids = shard_ids.astype(id_dtype)
-            if needs.ref_loss and np.isnan(labels["ref"][keep_tok]).any():
-                raise DataError(f"{refs[d][0] / entry['file']}: reference losses missing (null or NaN) for {split} documents; rescore")
-            ids.append(shard_ids)
-            cls.append(shard_cls)
-            judge.append(labels["judge"][keep_tok] if needs.judge else None)
-            ref.append(labels["ref"][keep_tok] if needs.ref_loss else None)
-            lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
-            source["docs"] += table.num_rows
-            source["tokens"] += len(shard_ids)
-        sources.append(source)
-    lengths = np.concatenate(lengths)
-    if not len(lengths):
+        inputs.append(_Input(d, manifest, judges[d] if needs.judge else None, refs[d] if needs.ref_loss else None))
+    tokens = sum(_split_tokens(i, split) for i in inputs)
+    if not tokens:
         raise DataError(f"{', '.join(map(str, data_dirs))}: no {split} documents")
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    # 2 bytes per id while the vocabulary fits (the paper's 32,001 does), 1 per class and judge label, 4 per reference loss.
+    dtypes = {"ids": np.uint16 if tokenizer["vocab_size"] <= 1 << 16 else np.int32, "token_class": np.int8}
+    dtypes |= {"judge_call": np.int8} if needs.judge else {}
+    dtypes |= {"ref_loss": np.float32} if needs.ref_loss else {}
+    cache = Path(data_dirs[0]) / CACHE / f"{split}-{_cache_key(inputs, split)}"
+    with _exclusive(cache):
+        if not cache.is_dir():
+            _build_cache(cache, inputs, split, tokenizer, dtypes, tokens)
+    arrays, meta = _open_cache(cache, dtypes, tokens)
+    sources = []
+    for i, built in zip(inputs, meta["sources"]):
+        if needs.facts and built["unlabeled"]:
+            raise DataError(
+                f"{i.path / built['unlabeled']['file']}: doc_id {built['unlabeled']['doc_id']} has no fact labels (token_class "
+                f"{UNLABELED}, an unlabeled dataset); method {method!r} needs spaCy fact labels: train it on labeled token shards only"
+            )
+        source = {"path": str(i.path), "fingerprint": i.manifest["fingerprint"],
+                  **{k: built[k] for k in ("docs", "tokens", "unannotated_docs")}}
+        for name, pairs in (("judge", judges), ("ref_losses", refs)):
+            if i.path in pairs:
+                source[name] = {"path": str(pairs[i.path][0]), "fingerprint": pairs[i.path][1]["fingerprint"]}
+        sources.append(source)
     return Documents(
-        ids=np.concatenate(ids),
-        token_class=np.concatenate(cls),
-        offsets=offsets,
-        judge_call=np.concatenate(judge) if needs.judge else None,
-        ref_loss=np.concatenate(ref) if needs.ref_loss else None,
+        ids=arrays["ids"],
+        token_class=arrays["token_class"],
+        offsets=arrays["offsets"],
+        judge_call=arrays.get("judge_call"),
+        ref_loss=arrays.get("ref_loss"),
         tokenizer={**tokenizer, "path": str(datasets[0][0] / MODEL_FILE)},
         sources=sources,
     )
 
 
-def _check_tokens(path: Path, table: pa.Table, ids: np.ndarray, cls: np.ndarray, tokenizer: dict, need_facts: bool, method: str) -> None:
-    if len(ids) and (ids.min() < 0 or ids.max() >= tokenizer["call_token_id"]):
+def _split_tokens(i: _Input, split: str) -> int:
+    """The tokens of `split` in a dataset, by its manifest (whose shard counts must add up)."""
+    tokens = sum(entry["tokens_per_split"].get(split, 0) for entry in i.manifest["shards"])
+    if tokens != i.manifest["tokens_per_split"].get(split, 0):
+        raise ShardError(f"{i.path / MANIFEST}: its shards hold {tokens} {split} tokens, its total says "
+                         f"{i.manifest['tokens_per_split'].get(split, 0)}; rematerialize")
+    return tokens
+
+
+def _cache_key(inputs: list[_Input], split: str) -> str:
+    """Of what the cache is made from: the shards' hashes (`read_manifest` checked the files
+    against them), which labels it holds, and the code that makes it."""
+    shards = lambda m: [s["sha256"] for s in m["shards"]]  # noqa: E731
+    return fingerprint(code_fingerprint(sys.modules[__name__]), split,
+                       [(shards(i.manifest), i.judge and shards(i.judge[1]), i.ref and shards(i.ref[1])) for i in inputs])
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One process at a time (the ranks of a run build a missing cache once, the others wait)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f"{path.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _build_cache(cache: Path, inputs: list[_Input], split: str, tokenizer: dict, dtypes: dict, tokens: int) -> None:
+    """Stream the shards of every dataset, one at a time, into flat `.npy` arrays (never the
+    whole split in memory); the folder appears under its name only when complete."""
+    for stale in cache.parent.glob(f".tmp-*-{cache.name}"):  # a killed build's
+        shutil.rmtree(stale)
+    lengths, sources = [], []
+    with atomic_path(cache) as tmp, contextlib.ExitStack() as files:
+        tmp.mkdir()
+        out = {name: files.enter_context(_npy_file(tmp / f"{name}.npy", dtype, tokens)) for name, dtype in dtypes.items()}
+        for i in inputs:
+            source = {"docs": 0, "tokens": 0, "unannotated_docs": 0, "unlabeled": None}
+            for entry in i.manifest["shards"]:
+                arrays, shard_lengths, unannotated, unlabeled = _read_shard(i, entry, split, tokenizer)
+                for name, f in out.items():
+                    arrays[name].astype(dtypes[name], copy=False).tofile(f)
+                lengths.append(shard_lengths)
+                source["docs"] += len(shard_lengths)
+                source["tokens"] += len(arrays["ids"])
+                source["unannotated_docs"] += unannotated
+                if unlabeled and not source["unlabeled"]:
+                    source["unlabeled"] = {"file": entry["file"], "doc_id": unlabeled}
+            sources.append(source)
+        offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+        np.save(tmp / "offsets.npy", offsets)
+        write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "sources": sources})
+
+
+def _npy_file(path: Path, dtype, length: int) -> BinaryIO:
+    """An open `.npy` file of `length` values, header written: the caller appends the data."""
+    f = open(path, "wb")
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                                             "shape": (length,)})
+    return f
+
+
+def _read_shard(i: _Input, entry: dict, split: str, tokenizer: dict) -> tuple[dict[str, np.ndarray], np.ndarray, int, str | None]:
+    """A shard's `split` documents as flat arrays (ids, classes and the labels `i` reads),
+    their lengths, the shard's documents without judge annotation, and the first
+    unlabeled document's id (None if every token has a class)."""
+    path = i.path / entry["file"]
+    table = read_table(path, TOKEN_SCHEMA)
+    check_equal_lengths(path, table, ["input_ids", "token_class"])
+    keep = pc.equal(table.column("split"), split)
+    keep_tok = np.repeat(keep.to_numpy(zero_copy_only=False), pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
+    arrays, unannotated = {}, 0
+    if i.judge is not None:
+        jpath = i.judge[0] / entry["file"]
+        judge, unannotated = _aligned(jpath, read_table(jpath, JUDGE_SCHEMA), "judge_call", table, path, np.int8, 0)
+        arrays["judge_call"] = judge[keep_tok]  # unannotated: docs without LLM annotation have no calls
+    if i.ref is not None:
+        rpath = i.ref[0] / entry["file"]
+        ref, _ = _aligned(rpath, read_table(rpath, REF_LOSS_SCHEMA), "ref_loss", table, path, np.float32, np.nan)
+        arrays["ref_loss"] = ref[keep_tok]
+        if np.isnan(arrays["ref_loss"]).any():
+            raise DataError(f"{rpath}: reference losses missing (null or NaN) for {split} documents; rescore")
+    table = table.filter(keep)
+    arrays["ids"], arrays["token_class"] = _flat(table.column("input_ids"), np.int32), _flat(table.column("token_class"), np.int8)
+    if len(arrays["ids"]) != entry["tokens_per_split"].get(split, 0):
+        raise ShardError(f"{path}: {len(arrays['ids'])} {split} tokens, {i.path / MANIFEST} says "
+                         f"{entry['tokens_per_split'].get(split, 0)}; rematerialize")
+    if len(arrays["ids"]) and (arrays["ids"].min() < 0 or arrays["ids"].max() >= tokenizer["call_token_id"]):
         raise ShardError(f"{path}: token ids outside the text vocabulary [0, {tokenizer['call_token_id']})")
-    if need_facts and len(cls) and (cls < 0).any():
-        lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
-        row = int(np.searchsorted(np.cumsum(lengths), int(np.flatnonzero(cls < 0)[0]), side="right"))
-        raise DataError(
-            f"{path}: doc_id {table.column('doc_id')[row].as_py()} has no fact labels (token_class {UNLABELED}, an "
-            f"unlabeled dataset); method {method!r} needs spaCy fact labels: train it on labeled token shards only"
-        )
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+    return arrays, lengths, unannotated, _first_unlabeled(table, arrays["token_class"], lengths)
+
+
+def _first_unlabeled(table: pa.Table, cls: np.ndarray, lengths: np.ndarray) -> str | None:
+    unlabeled = np.flatnonzero(cls == UNLABELED)
+    if not len(unlabeled):
+        return None
+    return table.column("doc_id")[int(np.searchsorted(np.cumsum(lengths), int(unlabeled[0]), side="right"))].as_py()
+
+
+def _open_cache(cache: Path, dtypes: dict, tokens: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The cache's arrays, memory-mapped, after checking their sizes against each other and
+    the manifests' token counts (reading only the headers and the last offset)."""
+    meta = read_json(cache / CACHE_META)
+    expected = {**{name: (dtype, tokens) for name, dtype in dtypes.items()}, "offsets": (np.int64, meta["docs"] + 1)}
+    arrays = {}
+    for name, (dtype, length) in expected.items():
+        path = cache / f"{name}.npy"
+        arrays[name] = np.load(path, mmap_mode="r")
+        if arrays[name].dtype != dtype or arrays[name].shape != (length,):
+            raise DataError(f"{path}: {arrays[name].dtype} x {arrays[name].shape[0]}, expected {np.dtype(dtype)} x {length} "
+                            f"({'documents + 1' if name == 'offsets' else 'tokens in the manifests'}); delete {cache} to rebuild it")
+    if arrays["offsets"][-1] != tokens:
+        raise DataError(f"{cache / 'offsets.npy'}: documents end at token {arrays['offsets'][-1]}, the manifests hold {tokens}; "
+                        f"delete {cache} to rebuild it")
+    return arrays, meta
 
 
 @dataclass(frozen=True)

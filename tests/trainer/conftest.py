@@ -4,37 +4,12 @@ labels and reference losses."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from pipelines.files import fingerprint, write_json
-from pipelines.shards import JUDGE_SCHEMA, MANIFEST, list_array, write_table
-from trainer.data import REF_LOSS_SCHEMA
-from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset
-
-
-def write_labels(out: Path, dataset: Path, column: str, values: dict[str, np.ndarray | None],
-                 token_shards_fingerprint: str | None = None) -> dict:
-    """A label directory mirroring `dataset`'s shards (judge labels or reference losses)."""
-    out.mkdir(parents=True, exist_ok=True)
-    data = json.loads((dataset / MANIFEST).read_text())
-    schema, value_type = (JUDGE_SCHEMA, pa.int8()) if column == "judge_call" else (REF_LOSS_SCHEMA, pa.float32())
-    entries = []
-    for entry in data["shards"]:
-        ids = pq.read_table(dataset / entry["file"], columns=["doc_id"]).column("doc_id").to_pylist()
-        rows = [values[d] for d in ids]
-        col = list_array([r if r is not None else np.zeros(0) for r in rows], value_type)
-        col = pa.ListArray.from_arrays(col.offsets, col.values, mask=pa.array([r is None for r in rows]))
-        entries.append({"file": entry["file"], "sha256": write_table(out / entry["file"], pa.table([pa.array(ids), col], schema=schema))})
-    manifest = {"fingerprint": fingerprint(column, data["fingerprint"]),
-                "token_shards_fingerprint": token_shards_fingerprint or data["fingerprint"], "shards": entries}
-    write_json(out / MANIFEST, manifest)
-    return manifest
+from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset, write_labels
 
 
 @pytest.fixture(scope="session")

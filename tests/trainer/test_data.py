@@ -1,17 +1,19 @@
-"""The packed loader (layout, labels aligned to targets, determinism, ranks, resume) and the
-checks `load_documents` makes on its inputs."""
+"""The packed loader (layout, labels aligned to targets, determinism, ranks, resume), the
+checks `load_documents` makes on its inputs, and its cache of memory-mapped flat arrays."""
 
 import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+import trainer.data as trainer_data
 from pipelines.shards import ShardError, list_array, write_table
-from tests.trainer.conftest import write_labels
-from trainer.data import DataError, Documents, PackedLoader, load_documents
+from trainer.data import CACHE, DataError, Documents, PackedLoader, load_documents
 from trainer.masks import Needs
-from trainer.synthetic import synthetic_docs, write_dataset
+from trainer.synthetic import synthetic_docs, write_dataset, write_labels
 
 EOS = 2
 # three documents; token id -> (class, judge, reference loss)
@@ -183,3 +185,64 @@ def test_unlabeled_data_is_refused_by_fact_methods(dataset, unlabeled_dataset):
     assert (both.token_class == -1).any() and len(both.sources) == 2
     with pytest.raises(DataError, match=r"unlabeled\d*/shard-0000.parquet: doc_id x7-000 has no fact labels.*'lacy' needs"):
         load_documents([dataset, unlabeled_dataset], needs=Needs(facts=True), method="lacy")
+
+
+# ---------------------------------------------------------------- the cache of flat arrays
+
+
+def in_memory(docs: Documents) -> Documents:
+    copy = lambda a: None if a is None else np.array(a)  # noqa: E731
+    return Documents(copy(docs.ids), copy(docs.token_class), copy(docs.offsets), copy(docs.judge_call), copy(docs.ref_loss),
+                     docs.tokenizer, docs.sources)
+
+
+def batch_bytes(mb) -> list[bytes]:
+    labels = mb.labels
+    return [t.numpy().tobytes() for t in (mb.inputs, mb.targets, labels.fact, labels.other, labels.judge_call, labels.ref_loss)]
+
+
+def test_memory_mapped_documents_give_the_same_micro_batches_as_in_memory_arrays(dataset, judge_dir, ref_dir):
+    docs = load_documents([dataset], judge_dirs=[judge_dir], ref_loss_dirs=[ref_dir], needs=Needs(judge=True, ref_loss=True))
+    assert all(isinstance(a, np.memmap) for a in (docs.ids, docs.token_class, docs.offsets, docs.judge_call, docs.ref_loss))
+    for rank in range(2):  # 30 steps of 128 tokens: several epochs
+        mapped, held = (PackedLoader(d, 16, 2, 4, seed=5, rank=rank, world_size=2) for d in (docs, in_memory(docs)))
+        for _ in range(30):
+            (sa, a), (sb, b) = mapped.next_step(), held.next_step()
+            assert sa == sb and [batch_bytes(m) for m in a] == [batch_bytes(m) for m in b]
+
+
+def test_the_cache_is_built_once_and_reused(tmp_path, tokenizer_path, monkeypatch):
+    write_dataset(tmp_path, tokenizer_path, synthetic_docs(tokenizer_path, n=12))
+    built = []
+    build = trainer_data._build_cache
+    monkeypatch.setattr(trainer_data, "_build_cache", lambda cache, *a: built.append(cache) or build(cache, *a))
+    with ThreadPoolExecutor(4) as pool:  # ranks starting together: one builds, the others wait for it
+        loaded = list(pool.map(lambda _: load_documents([tmp_path]), range(4)))
+    assert len(built) == 1 and all(np.array_equal(d.ids, loaded[0].ids) for d in loaded)
+    assert load_documents([tmp_path]).num_docs == loaded[0].num_docs and len(built) == 1
+    stale = built[0].parent / f".tmp-999-{built[0].name}"  # what a killed build leaves
+    stale.mkdir()
+    shutil.rmtree(built[0])
+    load_documents([tmp_path])
+    assert len(built) == 2 and not stale.exists()
+
+
+def test_cache_arrays_of_the_wrong_size_are_refused(tmp_path, tokenizer_path):
+    write_dataset(tmp_path, tokenizer_path, synthetic_docs(tokenizer_path, n=12))
+    tokens = len(load_documents([tmp_path]).ids)
+    (cache,) = [p for p in (tmp_path / CACHE).iterdir() if p.is_dir()]
+    np.save(cache / "token_class.npy", np.zeros(tokens - 1, np.int8))
+    with pytest.raises(DataError, match=rf"{cache}/token_class.npy: int8 x {tokens - 1}, expected int8 x {tokens} "):
+        load_documents([tmp_path])
+
+
+def test_a_shard_that_disagrees_with_the_manifests_token_count_is_refused(tmp_path, tokenizer_path):
+    write_dataset(tmp_path, tokenizer_path, synthetic_docs(tokenizer_path, n=12))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["shards"][1]["tokens_per_split"]["train"] += 1
+    manifest["tokens_per_split"]["train"] += 1
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    n = manifest["shards"][1]["tokens_per_split"]["train"]
+    with pytest.raises(ShardError, match=rf"shard-0001.parquet: {n - 1} train tokens, {tmp_path}/manifest.json says {n}"):
+        load_documents([tmp_path])
+    assert not [p for p in (tmp_path / CACHE).iterdir() if p.is_dir()]  # nothing that looks finished

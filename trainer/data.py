@@ -30,13 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from pipelines.classes import FACT, GRAMMATICAL, OTHER
+from pipelines.classes import FACT, GRAMMATICAL, OTHER, UNLABELED
 from pipelines.files import fingerprint, portable_path
 from pipelines.shards import JUDGE_SCHEMA, TOKEN_SCHEMA, ShardError, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
 from trainer.masks import Needs, TokenLabels
 
-UNLABELED = -1  # token_class of a dataset without spaCy labels (the reference model's extra data)
 EOS_CLASS = GRAMMATICAL
 REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
 

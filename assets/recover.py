@@ -1,10 +1,11 @@
 """Release what a killed run left in the repo's Dagster instance.
 
-A `dagster asset materialize` (or `make models`) killed with SIGKILL, an out-of-memory kill or
-a reboot never marks its run as ended, so the run stays STARTED and keeps its slot of the
-`gpu` pool: every later training run then waits forever on "Step blocked by limit for pool
-gpu". This marks such runs failed and frees their slots; a run whose process is still alive
-on this machine is left alone. `make run`, `make models` and `make evaluate` call it first.
+A `dagster job execute` or `dagster asset materialize` (`make models`, ...) killed with
+SIGKILL, an out-of-memory kill or a reboot never marks its run as ended, so the run stays
+STARTED and keeps its slot of the `gpu` pool: every later training run then waits forever
+on "Step blocked by limit for pool gpu". This marks such runs failed and frees their slots;
+a run whose process is still alive on this machine is left alone. `make run`, `make models`
+and `make evaluate` call it first.
 
     python -m assets.recover
 

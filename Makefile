@@ -4,10 +4,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
-SHARDS = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{0:04d}...{p().num_shards - 1:04d}')" 2>/dev/null)
-METHOD_MODELS = $(shell $(BIN)/python -c "from trainer.masks import METHODS; print(','.join(f'{m}_model' for m in METHODS))" 2>/dev/null)
-DG := $(BIN)/dagster asset materialize
-RECOVER := $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
+LAST_SHARD = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{p().num_shards - 1:04d}')" 2>/dev/null)
+# the repo root's instance (dagster.yaml here, storage under .dagster/) unless DAGSTER_HOME names another
+INSTANCE = DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)}"
+# a stage of assets/jobs.py; `dagster job execute` takes a partition as run tags only
+JOB := $(INSTANCE) $(BIN)/dagster job execute -m assets.definitions -j
+SHARD_RANGE = --tags '{"dagster/asset_partition_range_start": "0000", "dagster/asset_partition_range_end": "$(LAST_SHARD)"}'
+RECOVER := $(INSTANCE) $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
 
 .PHONY: install run models evaluate results test test-slow test-deploy lint bench dev clean synthetic
 
@@ -17,30 +20,28 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c requirements.lock --config-settings editable_mode=compat -e '.[dev]'
-	@# `dagster asset materialize --select X` from the repo root needs no -m flag
-	cp assets/dagster_module.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_dagster_module.pth"
 	@# `lm_eval --model lacy ...` (lm-eval 0.4.13 reads no plugins; see evaluation/lm_eval_model.py)
 	cp evaluation/lm_eval_model.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_lm_eval_model.pth"
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
 	$(RECOVER)
-	$(DG) --select raw_corpus,tokenizer
-	$(DG) --select spacy_word_labels --partition-range $(SHARDS)
-	$(DG) --select token_shards,lmlm_judge_labels,lacy_model
+	$(JOB) corpus_job
+	$(JOB) word_labels_job $(SHARD_RANGE)
+	$(JOB) lacy_job
 
 models: $(STAMP)  # the reference model and every method of Table 5 (about an hour on 2 cores)
 	$(RECOVER)
-	$(DG) --select extra_token_shards,reference_model
-	$(DG) --select reference_losses
-	$(DG) --select $(METHOD_MODELS)
+	$(JOB) reference_job
+	$(JOB) reference_losses_job
+	$(JOB) methods_job
 
 evaluate: $(STAMP)  # every run's newest checkpoint, then the comparison report
 	$(RECOVER)
-	$(DG) --select knowledge_source
-	for key in $$($(BIN)/python -m assets.register --latest); do \
-		$(DG) --select validation_losses,cascade_generations,factscore,fact_leakage,nlu --partition "$$key" || exit 1; done
-	$(DG) --select comparison_report
+	$(JOB) knowledge_job
+	for key in $$($(INSTANCE) $(BIN)/python -m assets.register --latest); do \
+		$(JOB) evaluation_job --tags "{\"dagster/partition\": \"$$key\"}" || exit 1; done
+	$(JOB) report_job
 	$(MAKE) results
 
 results:  # RESULTS.md and docs/results/ from the comparison report (never edited by hand)
@@ -66,7 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/factscore.py
 
 dev: $(STAMP)
-	$(BIN)/dagster dev
+	$(INSTANCE) $(BIN)/dagster dev
 
 clean:
 	rm -rf artifacts .dagster .tmp_dagster_home_*

@@ -12,7 +12,6 @@ import os
 from dagster import (
     AssetKey,
     AssetSelection,
-    DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -24,42 +23,16 @@ from dagster import (
     sensor,
 )
 
-from assets.evaluation import (
-    EVALUATION_INPUTS,
-    EVALUATION_KEYS,
-    checkpoint_dir,
-    checkpoint_partitions,
-    latest_checkpoint_of,
-    result_path,
-    stale_evaluations,
-)
+from assets.partitions import checkpoint_keys, checkpoint_partitions, newest_per_run, unregistered
 from assets.resources import LacyStorage
+from assets.results import EVALUATION_INPUTS, EVALUATION_KEYS, checkpoint_dir, result_path, stale_evaluations
+from assets.training import latest_checkpoint_of
 from pipelines.shards import MANIFEST
-from trainer.checkpoint import list_checkpoints
 from trainer.presets import REFERENCE
 
 # Every complete checkpoint gets a partition; by default only the newest one of each run is
 # evaluated when it appears (set LACY_EVALUATE_ALL_CHECKPOINTS=1 to evaluate every one).
 EVALUATE_ALL = os.environ.get("LACY_EVALUATE_ALL_CHECKPOINTS", "") == "1"
-
-
-def checkpoint_keys(storage: LacyStorage) -> dict[str, str]:
-    """partition key (path under the models root) -> run directory, for every complete checkpoint."""
-    root = storage.path("models")
-    return {str(c.path.relative_to(root)): str(c.run_dir) for c in list_checkpoints(root)}
-
-
-def unregistered(found: dict[str, str], instance: DagsterInstance) -> dict[str, str]:
-    """The checkpoints of `found` that are not partitions of the evaluation assets yet."""
-    known = set(instance.get_dynamic_partitions(checkpoint_partitions.name))
-    return {k: run for k, run in found.items() if k not in known}
-
-
-def newest_per_run(keys: dict[str, str]) -> list[str]:
-    newest: dict[str, str] = {}
-    for key, run in sorted(keys.items()):  # step-XXXXXXXX sorts by step
-        newest[run] = key
-    return sorted(newest.values())
 
 
 def waiting_on(storage: LacyStorage) -> dict[str, list[str]]:

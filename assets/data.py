@@ -25,8 +25,9 @@ from assets.resources import LacyStorage
 from pipelines import align, corpus, facts, judge, synthetic, word_labels
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
+from pipelines.classes import CLASS_NAMES
 from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
-from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, ORG_KEYWORDS, RULES, LabelerConfig
+from pipelines.facts import DEFAULT_SPACY_MODEL, ORG_KEYWORDS, RULES, LabelerConfig
 from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset
@@ -44,8 +45,9 @@ class RawCorpusConfig(Config):
     min_stopword_fraction: float = 0.08
 
 
-@asset(group_name="data", code_version=code_fingerprint(corpus, synthetic), description="Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards.")
+@asset(group_name="data", code_version=code_fingerprint(corpus, synthetic))
 def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage: LacyStorage) -> MaterializeResult:
+    """Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards."""
     corpus_config = CorpusConfig(tuple(config.sources), config.validation_fraction, config.min_stopword_fraction)
     table, report = build_corpus(corpus_config)
     manifest = write_corpus(table, report, storage.path("corpus"), NUM_SHARDS, corpus_config)
@@ -82,10 +84,10 @@ class WordLabelsConfig(Config):
     partitions_def=shard_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     code_version=code_fingerprint(facts, word_labels),
-    description="Every word classified fact / grammatical / other by the A.2.1 rules, with the deciding rule. "
-    "A run over several shards labels them in parallel worker processes.",
 )
 def spacy_word_labels(context: AssetExecutionContext, config: WordLabelsConfig, storage: LacyStorage) -> MaterializeResult:
+    """Every word classified fact / grammatical / other by the A.2.1 rules, with the deciding
+    rule. A run over several shards labels them in parallel worker processes."""
     shards = [int(k) for k in context.partition_keys]
     labeler_config = LabelerConfig(
         spacy_model=config.spacy_model, batch_size=config.batch_size,
@@ -114,8 +116,9 @@ class TokenizerAssetConfig(Config):
     model_type: str = "bpe"
 
 
-@asset(group_name="data", deps=[raw_corpus], code_version=code_fingerprint(tokenizer_module), description="SentencePiece BPE (digits split, byte fallback) on the train split, <CALL> as the last id.")
+@asset(group_name="data", deps=[raw_corpus], code_version=code_fingerprint(tokenizer_module))
 def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, storage: LacyStorage) -> MaterializeResult:
+    """SentencePiece BPE (digits split, byte fallback) on the train split, <CALL> as the last id."""
     corpus_dir = storage.path("corpus")
     shards = read_json(corpus_dir / MANIFEST)["num_shards"]
     def train_texts():
@@ -138,8 +141,9 @@ def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, stor
     )
 
 
-@asset(group_name="data", deps=[spacy_word_labels, tokenizer], code_version=code_fingerprint(align, token_shards_module), description="Parquet shards of input_ids with each token's class inherited from its word, and a manifest.")
+@asset(group_name="data", deps=[spacy_word_labels, tokenizer], code_version=code_fingerprint(align, token_shards_module))
 def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
+    """Parquet shards of input_ids with each token's class inherited from its word, and a manifest."""
     t0 = time.perf_counter()
     manifest = build_token_shards(
         storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE), storage.path("token_shards"), context.log.info
@@ -190,8 +194,10 @@ def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:
     return md_plot(fig, storage.path("token_shards", "fact_fraction_per_document.png"))
 
 
-@asset_check(asset=token_shards, description="input_ids and token_class have equal lengths; ids are text ids (never <CALL>); tokens decode back to each document exactly.")
+@asset_check(asset=token_shards)
 def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
+    """input_ids and token_class have equal lengths; ids are text ids (never <CALL>); tokens
+    decode back to each document exactly."""
     tok = Tokenizer(storage.path("token_shards"))
     rows = tokens = not_round_tripping = 0
     for k in range(read_json(storage.path("corpus", MANIFEST))["num_shards"]):
@@ -204,8 +210,10 @@ def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
     )
 
 
-@asset_check(asset=token_shards, description="Reports the fraction of tokens labelled fact (the paper reports about 25% on dwiki); warns outside 10-50%.")
+@asset_check(asset=token_shards)
 def fact_fraction(storage: LacyStorage) -> AssetCheckResult:
+    """Reports the fraction of tokens labelled fact (the paper reports about 25% on dwiki);
+    warns outside 10-50%."""
     value = read_json(storage.path("token_shards", MANIFEST))["fact_fraction"]
     return AssetCheckResult(
         passed=0.10 <= value <= 0.50,
@@ -218,8 +226,10 @@ class JudgeLabelsConfig(Config):
     annotations: str = "embedded:dwiki"  # or a path to LMLM-format JSON / JSONL with text + annotated_text
 
 
-@asset(group_name="data", deps=[token_shards], code_version=code_fingerprint(judge), description="LMLM's LLM-judge annotations converted per A.2.2 into per-token judge_call labels on the same input_ids.")
+@asset(group_name="data", deps=[token_shards], code_version=code_fingerprint(judge))
 def lmlm_judge_labels(context: AssetExecutionContext, config: JudgeLabelsConfig, storage: LacyStorage) -> MaterializeResult:
+    """LMLM's LLM-judge annotations converted per A.2.2 into per-token judge_call labels on the
+    same input_ids."""
     manifest = build_judge_labels(storage.path("corpus"), storage.path("token_shards"), storage.path("lmlm_judge_labels"), config.annotations, context.log.info)
     return MaterializeResult(
         metadata={
@@ -238,8 +248,9 @@ def lmlm_judge_labels(context: AssetExecutionContext, config: JudgeLabelsConfig,
     )
 
 
-@asset_check(asset=lmlm_judge_labels, description="judge_call has one label per input_id in every annotated document.")
+@asset_check(asset=lmlm_judge_labels)
 def judge_labels_aligned(storage: LacyStorage) -> AssetCheckResult:
+    """judge_call has one label per input_id in every annotated document."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -262,10 +273,11 @@ class ExtraTokenShardsConfig(Config):
     group_name="data",
     deps=[tokenizer],
     code_version=code_fingerprint(corpus, token_shards_module),
-    description="Extra text for the reference model (the 10k Wikipedia lead sections by default), tokenized "
-    "with the corpus tokenizer and unlabeled: the paper's reference model is trained longer on more data.",
 )
 def extra_token_shards(context: AssetExecutionContext, config: ExtraTokenShardsConfig, storage: LacyStorage) -> MaterializeResult:
+    """Extra text for the reference model (the 10k Wikipedia lead sections by default),
+    tokenized with the corpus tokenizer and unlabeled: the paper's reference model is trained
+    longer on more data."""
     corpus_config = CorpusConfig(tuple(config.sources))
     table, report = build_corpus(corpus_config)
     corpus = write_corpus(table, report, storage.path("extra_corpus"), NUM_SHARDS, corpus_config)

@@ -1,98 +1,41 @@
-"""Evaluation assets, one partition per checkpoint (dynamic partitions keyed by the
-checkpoint's path under the models root): validation losses (A.4.3), cascade generations
-(A.5), FactScore or its lexical proxy (App. B), fact leakage (5.3) and NLU (Table 1).
-Each writes `artifacts/evaluation/<partition>/<asset>.json` with an `inputs_fingerprint`
-(evaluation code + data + checkpoint) that the re-evaluation schedule compares."""
+"""Evaluation assets, one partition per checkpoint (`assets.partitions.checkpoint_partitions`):
+validation losses (A.4.3), cascade generations (A.5), FactScore or its lexical proxy
+(App. B), fact leakage (5.3) and NLU (Table 1), and FactScore's knowledge source. Each
+writes its result file through `assets.results`."""
 
 import os
-from functools import cache
 from pathlib import Path
 
 import torch
-from dagster import (
-    AssetExecutionContext,
-    AssetKey,
-    Config,
-    DynamicPartitionsDefinition,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from assets.data import token_shards
 from assets.metadata import md_table
+from assets.partitions import checkpoint_partitions
 from assets.resources import LacyStorage
-from assets.training import latest_run
-from evaluation import atomic_facts, cascade, checkpoint, entities, fact_overlap, knowledge, leakage, llm_backends, nlu, validation
+from assets.results import checkpoint_dir, evaluation_code_version, read_result, result_path, save_result
+from assets.training import latest_checkpoint_of
+from evaluation import entities, knowledge, llm_backends, validation
 from evaluation import factscore as factscore_lib
 from evaluation.cascade import CALL_MODES, CascadeConfig, generate, make_partner, rag_prefix, render, summarize
-from evaluation.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
+from evaluation.checkpoint import load_checkpoint, read_checkpoint
 from evaluation.entities import bio_generation, build_embedded_knowledge, entity_prompts
 from evaluation.fact_overlap import fact_overlap_proxy
 from evaluation.factscore import FactScoreConfig
 from evaluation.knowledge import KnowledgeSource
 from evaluation.leakage import LeakageConfig, evaluate_leakage
-from evaluation.nlu import NLU_DIR, evaluate_nlu
+from evaluation.nlu import evaluate_nlu
 from evaluation.validation import ValidationConfig, evaluate_validation
-from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_json, write_json
+from pipelines.files import code_fingerprint, read_json, write_json
 from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE
 
-checkpoint_partitions = DynamicPartitionsDefinition(name="checkpoints")
 
-# the code and data each evaluation depends on: a change makes its results stale
-EVALUATION_INPUTS = {
-    "validation_losses": ((validation, checkpoint), ()),
-    "cascade_generations": ((cascade, entities, checkpoint), ()),
-    "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, llm_backends, entities), ()),
-    "fact_leakage": ((leakage, checkpoint), (leakage.POPQA_FILE, leakage.BIGBENCH_FILE)),
-    "nlu": ((nlu, checkpoint), (nlu.LM_EVAL_MODEL_FILE, *sorted(Path(NLU_DIR).rglob("*.xz")))),
-}
-
-
-@cache
-def _data_sha(path: Path) -> str:
-    return file_sha256(path)
-
-
-def inputs_fingerprint(name: str, checkpoint_sha: str) -> str:
-    """`checkpoint_sha`: `checkpoint_fingerprint` of the evaluated checkpoint (hashing the
-    weights once serves every evaluation of it)."""
-    modules, files = EVALUATION_INPUTS[name]
-    return fingerprint(code_fingerprint(*modules), [_data_sha(Path(f)) for f in files], checkpoint_sha)
-
-
-def evaluation_asset(name: str, description: str, **kwargs):
+def evaluation_asset(name: str, **kwargs):
     """The decorator of a per-checkpoint evaluation: partitioned by checkpoint, in the `gpu`
     pool, its code version the fingerprint of the modules it depends on."""
     return asset(name=name, group_name="evaluation", partitions_def=checkpoint_partitions, pool="gpu",
-                 code_version=code_fingerprint(*EVALUATION_INPUTS[name][0]), description=description, **kwargs)
-
-
-def checkpoint_dir(storage: LacyStorage, partition_key: str) -> Path:
-    return storage.path("models", partition_key)
-
-
-def result_path(storage: LacyStorage, partition_key: str, name: str) -> Path:
-    return storage.path("evaluation", partition_key, f"{name}.json")
-
-
-def read_result(storage: LacyStorage, partition_key: str, name: str) -> dict | None:
-    path = result_path(storage, partition_key, name)
-    return read_json(path) if path.exists() else None
-
-
-# the parts of an evaluation's result that record where something lies: relative to the storage root
-RECORDED_PATHS = ("checkpoint", "baseline_checkpoint", "dataset")
-
-
-def _save(context: AssetExecutionContext, storage: LacyStorage, name: str, result: dict) -> Path:
-    ckpt = checkpoint_dir(storage, context.partition_key)
-    result = {**result, **{k: {**result[k], "path": storage.ref(result[k]["path"])} for k in RECORDED_PATHS if k in result}}
-    result = {**result, "inputs_fingerprint": inputs_fingerprint(name, checkpoint_fingerprint(ckpt)), "partition": context.partition_key}
-    path = result_path(storage, context.partition_key, name)
-    write_json(path, result)
-    return path
+                 code_version=evaluation_code_version(name), **kwargs)
 
 
 def _cpu_threads() -> None:
@@ -103,13 +46,6 @@ def _cpu_threads() -> None:
 
 def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def latest_checkpoint_of(storage: LacyStorage, name: str) -> str | None:
-    try:
-        return latest_run(storage, name)["checkpoint"]
-    except FileNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------- validation losses
@@ -125,26 +61,24 @@ class ValidationLossesConfig(Config):
     baseline: str = ""  # a baseline checkpoint for the matched losses; "" = the latest baseline_model
 
 
-@evaluation_asset(
-    "validation_losses",
-    "A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and the "
-    "baseline's losses on the same call mask (Figure 5); the call decision (top fraction, p(<CALL>), ROC AUCs "
-    "of the <CALL> logit against the method's own rule, spaCy facts and the baseline's hard tokens).",
-    deps=[token_shards],
-)
+@evaluation_asset("validation_losses", deps=[token_shards])
 def validation_losses(context: AssetExecutionContext, config: ValidationLossesConfig, storage: LacyStorage) -> MaterializeResult:
+    """A.4.3: call, non-call and total validation loss with the 15% call-mask decoding rule, and
+    the baseline's losses on the same call mask (Figure 5); the call decision (top fraction,
+    p(<CALL>), ROC AUCs of the <CALL> logit against the method's own rule, spaCy facts and the
+    baseline's hard tokens)."""
     _cpu_threads()
     ckpt = checkpoint_dir(storage, context.partition_key)
     baseline = config.baseline or latest_checkpoint_of(storage, "baseline")
     if baseline and Path(baseline).resolve() == ckpt.resolve():
         baseline = None
-    method = METHODS.get(read_meta(ckpt)["method"])
+    method = METHODS.get(read_checkpoint(ckpt).info["method"])
     reference = latest_checkpoint_of(storage, REFERENCE) if method and method.needs.ref_loss else None  # rho1's rule on validation
     result = evaluate_validation(
         ckpt, storage.path("token_shards"), baseline, ValidationConfig(batch_size=config.batch_size, max_tokens=config.max_tokens),
         context.log.info, reference,
     )
-    path = _save(context, storage, "validation_losses", result)
+    path = save_result(storage, context.partition_key, "validation_losses", result)
     keys = ("call_loss", "call_loss_without_call", "non_call_loss", "total_loss", "call_fraction", "baseline_call_loss",
             "baseline_non_call_loss", "baseline_total_loss", *CALL_DECISION_KEYS)
     return MaterializeResult(
@@ -194,14 +128,13 @@ def mode_config(mode: str, config: CascadeGenerationsConfig) -> CascadeConfig:
     return CascadeConfig(max_new_tokens=config.max_new_tokens, call_mode=mode, call_budget=config.call_budget)
 
 
-@evaluation_asset(
-    "cascade_generations",
-    "A.5: biographies by the model in a cascade with its partner (greedy, 256 tokens, repetition "
-    "penalty 1.2), once per call mode: at an equal call budget (22% of the generated tokens of all "
-    "biographies) and natively (where <CALL> is the argmax); the baseline also without calls. "
-    "Per mode: the realized call rate, per generation and overall, and the partner cost.",
-)
+@evaluation_asset("cascade_generations")
 def cascade_generations(context: AssetExecutionContext, config: CascadeGenerationsConfig, storage: LacyStorage) -> MaterializeResult:
+    """A.5: biographies by the model in a cascade with its partner (greedy, 256 tokens,
+    repetition penalty 1.2), once per call mode: at an equal call budget (22% of the generated
+    tokens of all biographies) and natively (where <CALL> is the argmax); the baseline also
+    without calls. Per mode: the realized call rate, per generation and overall, and the
+    partner cost."""
     _cpu_threads()
     ckpt = checkpoint_dir(storage, context.partition_key)
     partner_dir = config.partner or (latest_checkpoint_of(storage, REFERENCE) if config.backend != "openai" else "")
@@ -221,13 +154,13 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
         articles = {p["title"]: p["text"] for p in entities.embedded_people("all")}
         prefixes = [rag_prefix(entity, articles.get(title)) for entity, _, title in rows]
     runs = {}
-    for mode in cascade_modes(config, small.meta["method"]):
+    for mode in cascade_modes(config, small.info["method"]):
         context.log.info(f"cascade: mode {mode}")
         runs[mode] = generate(small, [prompt for _, prompt, _ in rows], partner, mode_config(mode, config), prefixes, context.log.info)
     modes = {mode: {"summary": summarize(gens), "generations": [{"entity": e, "title": t, **g.to_dict()} for (e, _, t), g in zip(rows, gens)]}
              for mode, gens in runs.items()}
     result = {"checkpoint": small.identity(), "partner": storage.ref(partner_dir), "config": config.model_dump(), "modes": modes}
-    path = _save(context, storage, "cascade_generations", result)
+    path = save_result(storage, context.partition_key, "cascade_generations", result)
     budgeted = modes["budgeted"]
     examples = "\n\n".join(f"**{e}**: {render(g, color=False)}" for (e, _, _), g in list(zip(rows, runs["budgeted"]))[:3])
     return MaterializeResult(
@@ -252,13 +185,10 @@ class KnowledgeSourceConfig(Config):
     path: str = ""  # a FActScore-format SQLite DB (e.g. enwiki-20230401.db); "" = build the embedded one
 
 
-@asset(
-    group_name="evaluation",
-    code_version=code_fingerprint(knowledge, entities),
-    description="FActScore's knowledge source (SQLite documents(title, text), passages joined by its separator): "
-    "the articles of the embedded dwiki people, or a DB you point at.",
-)
+@asset(group_name="evaluation", code_version=code_fingerprint(knowledge, entities))
 def knowledge_source(context: AssetExecutionContext, config: KnowledgeSourceConfig, storage: LacyStorage) -> MaterializeResult:
+    """FActScore's knowledge source (SQLite documents(title, text), passages joined by its
+    separator): the articles of the embedded dwiki people, or a DB you point at."""
     if config.path:
         with KnowledgeSource(config.path) as ks:
             stats = {"documents": len(ks), "path": storage.ref(config.path)}
@@ -290,13 +220,10 @@ def score_generations(generations: list[dict], ks: KnowledgeSource, llm, gamma: 
     return result
 
 
-@evaluation_asset(
-    "factscore",
-    "FactScore (App. B) of the cascade's biographies when a judge LLM is configured; always the "
-    "clearly named lexical proxy `fact_overlap_proxy` (never called FactScore).",
-    deps=[cascade_generations, knowledge_source],
-)
+@evaluation_asset("factscore", deps=[cascade_generations, knowledge_source])
 def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig, storage: LacyStorage) -> MaterializeResult:
+    """FactScore (App. B) of the cascade's biographies when a judge LLM is configured; always
+    the clearly named lexical proxy `fact_overlap_proxy` (never called FactScore)."""
     gens = read_result(storage, context.partition_key, "cascade_generations")
     if gens is None:
         raise FileNotFoundError(f"{result_path(storage, context.partition_key, 'cascade_generations')}: materialize cascade_generations first")
@@ -314,7 +241,7 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
         if NO_CALL in gens["modes"]:
             result[NO_CALL] = score_generations(gens["modes"][NO_CALL]["generations"], ks, llm, config.gamma, context.log.info)
     result["knowledge_source"] = source["path"]
-    path = _save(context, storage, "factscore", result)
+    path = save_result(storage, context.partition_key, "factscore", result)
     proxy = result["fact_overlap_proxy"]
     metadata = {
         "fact_overlap_proxy": round(proxy["score"], 4),
@@ -336,15 +263,13 @@ class FactLeakageConfig(Config):
     limit: int | None = 200  # the first N questions of each dataset (CPU); None = all 1,399 + 20,442
 
 
-@evaluation_asset(
-    "fact_leakage",
-    "Section 5.3: with <CALL> at -inf, 3-shot, does the output state a gold answer or alias? "
-    "PopQA long tail and BigBench qa_wikidata. Lower is better.",
-)
+@evaluation_asset("fact_leakage")
 def fact_leakage(context: AssetExecutionContext, config: FactLeakageConfig, storage: LacyStorage) -> MaterializeResult:
+    """Section 5.3: with <CALL> at -inf, 3-shot, does the output state a gold answer or alias?
+    PopQA long tail and BigBench qa_wikidata. Lower is better."""
     _cpu_threads()
     result = evaluate_leakage(load_checkpoint(checkpoint_dir(storage, context.partition_key), _device()), LeakageConfig(limit=config.limit), context.log.info)
-    path = _save(context, storage, "fact_leakage", result)
+    path = save_result(storage, context.partition_key, "fact_leakage", result)
     return MaterializeResult(
         metadata={
             "popqa_leakage": round(result["popqa"]["leakage"], 4),
@@ -362,30 +287,17 @@ class NLUConfig(Config):
     batch_size: int = 8
 
 
-@evaluation_asset("nlu", "Table 1: ARC-Easy, HellaSwag, PIQA and SIQA through lm-eval with the <CALL> logit masked.")
+@evaluation_asset("nlu")
 def nlu_eval(context: AssetExecutionContext, config: NLUConfig, storage: LacyStorage) -> MaterializeResult:
+    """Table 1: ARC-Easy, HellaSwag, PIQA and SIQA through lm-eval with the <CALL> logit masked."""
     _cpu_threads()
     result = evaluate_nlu(
         checkpoint_dir(storage, context.partition_key), limit=config.limit, batch_size=config.batch_size,
         cache_dir=storage.path("evaluation", "lm_eval_tasks"), log=context.log.info,
     )
-    path = _save(context, storage, "nlu", result)
+    path = save_result(storage, context.partition_key, "nlu", result)
     rows = [{"task": t, **{k: v for k, v in r.items() if k in ("samples", "acc", "acc_norm")}} for t, r in result["tasks"].items()]
     return MaterializeResult(metadata={"tasks": md_table(rows), **{f"{r['task']}_acc": round(r["acc"], 4) for r in rows}, "result": MetadataValue.path(str(path))})
 
 
 EVALUATION_ASSETS = [validation_losses, cascade_generations, knowledge_source, factscore_eval, fact_leakage, nlu_eval]
-EVALUATION_KEYS = [AssetKey(name) for name in EVALUATION_INPUTS]  # each writes <partition>/<name>.json
-
-
-def stale_evaluations(storage: LacyStorage, partition_key: str) -> list[AssetKey]:
-    """The evaluations of a checkpoint that ran before on other code, data or weights than
-    there are now (their stored inputs fingerprint differs)."""
-    stored = {name: r for name in EVALUATION_INPUTS if (r := read_result(storage, partition_key, name)) is not None}
-    if not stored:
-        return []
-    checkpoint_sha = checkpoint_fingerprint(checkpoint_dir(storage, partition_key))
-    stale = [AssetKey(name) for name, r in stored.items() if r.get("inputs_fingerprint") != inputs_fingerprint(name, checkpoint_sha)]
-    if AssetKey("cascade_generations") in stale and "factscore" in stored:
-        stale.append(AssetKey("factscore"))  # scores the generations
-    return sorted(set(stale), key=lambda k: k.path)

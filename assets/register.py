@@ -7,22 +7,12 @@ under `dagster dev`), so that the CLI can evaluate it:
 """
 
 import argparse
-from pathlib import Path
 
 from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
-from assets.automation import checkpoint_keys, newest_per_run, unregistered
-from assets.evaluation import checkpoint_partitions
+from assets.instance import project_instance
+from assets.partitions import checkpoint_keys, checkpoint_partitions, newest_per_run, unregistered
 from assets.resources import LacyStorage
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def project_instance() -> DagsterInstance:
-    """The instance the CLI and `dagster dev` use from the repo root: `dagster.yaml` there,
-    storage under `.dagster/`."""
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(REPO_ROOT / ".dagster"), config_dir=str(REPO_ROOT)))
 
 
 def register(instance: DagsterInstance, storage: LacyStorage) -> dict[str, str]:

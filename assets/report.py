@@ -15,18 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.evaluation import (
-    NO_CALL,
-    cascade_generations,
-    checkpoint_dir,
-    fact_leakage,
-    factscore_eval,
-    nlu_eval,
-    read_result,
-    validation_losses,
-)
+from assets.evaluation import NO_CALL, cascade_generations, fact_leakage, factscore_eval, nlu_eval, validation_losses
 from assets.metadata import markdown_table, md_plot, md_table
 from assets.resources import LacyStorage
+from assets.results import checkpoint_dir, read_result
 from assets.training import LATEST, latest_run
 from pipelines.files import read_json
 from trainer.checkpoint import latest_checkpoint
@@ -255,10 +247,10 @@ def provenance(storage: LacyStorage) -> str:
 @asset(
     group_name="evaluation",
     deps=[validation_losses, cascade_generations, factscore_eval, fact_leakage, nlu_eval],
-    description="The paper's comparisons over every method's latest model: Figures 2/6 and 5, the call decision "
-    "and realized call rates, Tables 1 and 2.",
 )
 def comparison_report(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
+    """The paper's comparisons over every method's latest model: Figures 2/6 and 5, the call
+    decision and realized call rates, Tables 1 and 2."""
     rows = collect(storage)
     out = storage.path("report")
     out.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,11 @@ class SyntheticTestbedConfig(Config):
     people_per_bucket: int = DEFAULTS.evaluation.people_per_bucket
 
 
-@asset(group_name="synthetic", pool="gpu", code_version=code_fingerprint(synthetic, synthetic_report, synthetic_run),
-       description="The synthetic-biography world: corpus, knowledge base, labels, the reference and five methods, "
-       "exact factual precision, leakage and call decisions, and the comparison report (artifacts/synthetic/).")
+@asset(group_name="synthetic", pool="gpu", code_version=code_fingerprint(synthetic, synthetic_report, synthetic_run))
 def synthetic_testbed(context: AssetExecutionContext, config: SyntheticTestbedConfig, storage: LacyStorage) -> MaterializeResult:
+    """The synthetic-biography world: corpus, knowledge base, labels, the reference and five
+    methods, exact factual precision, leakage and call decisions, and the comparison report
+    (artifacts/synthetic/)."""
     testbed_config = TestbedConfig(root=str(storage.path("synthetic")), source=config.source, preset=config.preset,
                                    vocab_size=config.vocab_size, max_steps=config.max_steps, workers=config.workers,
                                    threads=config.threads,

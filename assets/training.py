@@ -59,6 +59,14 @@ def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
     return {key: str(storage.resolve(ref)) for key, ref in read_json(path).items()}
 
 
+def latest_checkpoint_of(storage: LacyStorage, name: str) -> str | None:
+    """The final checkpoint of the last successful training of `name`, or None."""
+    try:
+        return latest_run(storage, name)["checkpoint"]
+    except FileNotFoundError:
+        return None
+
+
 def _train(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -153,12 +161,13 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     deps=[token_shards, extra_token_shards],
     pool="gpu",
     code_version=TRAINER_CODE,
-    description="The reference model: baseline objective, trained longer and on more data (the corpus plus the "
-    "extra lead sections). Rho-1 and spaCy+Refloss rank on its losses; at the embedded scale it is also the cascade partner.",
 )
 def reference_model(
     context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
 ) -> MaterializeResult:
+    """The reference model: baseline objective, trained longer and on more data (the corpus
+    plus the extra lead sections). Rho-1 and spaCy+Refloss rank on its losses; at the embedded
+    scale it is also the cascade partner."""
     data = [storage.path("token_shards"), storage.path("extra_token_shards")]
     return _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
 
@@ -172,9 +181,9 @@ class ReferenceLossesConfig(Config):
     deps=[reference_model, token_shards],
     pool="gpu",
     code_version=TRAINER_CODE,
-    description="Per-token losses of the reference model over the train shards, aligned to input_ids.",
 )
 def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
+    """Per-token losses of the reference model over the train shards, aligned to input_ids."""
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
     manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info,
                              root=storage.path())

@@ -35,7 +35,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from evaluation.validation import packed_batches, validation_stream
-from pipelines.facts import FACT
+from pipelines.classes import FACT
 from pipelines.shards import read_manifest
 from trainer.masks import lacy_call_mask
 from trainer.metrics import roc_auc

@@ -13,8 +13,9 @@ import argparse
 import numpy as np
 
 from pipelines.align import token_classes
+from pipelines.classes import FACT
 from pipelines.corpus import CorpusConfig, build_corpus
-from pipelines.facts import FACT, PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig, MentionTracker
+from pipelines.facts import PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig, MentionTracker
 from pipelines.token_shards import LENGTH_BUCKETS, length_bucket
 from pipelines.tokenizer import Tokenizer
 

@@ -51,7 +51,7 @@ import torch
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from evaluation.checkpoint import Checkpoint
+from evaluation.checkpoint import LoadedCheckpoint
 from evaluation.endpoint import EndpointConfig, EndpointError, OpenAIEndpoint
 from pipelines.tokenizer import Tokenizer
 
@@ -514,7 +514,7 @@ def _finish(seq: _Sequence, tok: Tokenizer) -> None:
 
 @torch.no_grad()
 def generate(
-    small: Checkpoint,
+    small: LoadedCheckpoint,
     prompts: Sequence[str],
     partner: Partner | None = None,
     config: CascadeConfig = CascadeConfig(),

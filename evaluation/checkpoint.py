@@ -1,7 +1,6 @@
-"""Checkpoints as the trainer writes them: a Hugging Face GPT-2 directory (`config.json`,
-`model.safetensors`), the Hugging Face tokenizer files of our SentencePiece model
-(`tokenizer.model`, `tokenizer_config.json`; `<CALL>` is the last id) and `lacy.json`
-(`method`, `step`, `call_token_id`, `data_fingerprint`, ...)."""
+"""Checkpoints as the trainer writes them (`trainer.checkpoint`: a Hugging Face GPT-2
+directory, the Hugging Face tokenizer files of our SentencePiece model, `<CALL>` the last id,
+and `lacy.json`), checked and loaded for evaluation."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from pipelines.files import atomic_path, file_sha256, fingerprint, write_json
 from pipelines.tokenizer import MODEL_FILE, Tokenizer, save_hf_tokenizer
-from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE
+from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, Checkpoint
 
 REQUIRED_KEYS = ("method", "step", "call_token_id", "data_fingerprint")
 
@@ -24,11 +23,21 @@ class CheckpointError(ValueError):
 
 
 @dataclass
-class Checkpoint:
-    path: Path
+class LoadedCheckpoint:
+    """A checkpoint (its folder and lacy.json: `trainer.checkpoint.Checkpoint`) with its model
+    and tokenizer loaded."""
+
+    checkpoint: Checkpoint
     model: PreTrainedModel
     tokenizer: Tokenizer  # the SentencePiece model the checkpoint was trained with
-    meta: dict  # lacy.json
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path
+
+    @property
+    def info(self) -> dict:
+        return self.checkpoint.info
 
     @property
     def call_id(self) -> int:
@@ -40,25 +49,27 @@ class Checkpoint:
 
     def identity(self) -> dict:
         """What an evaluation artifact records about the checkpoint it evaluated."""
-        return {"path": str(self.path), "method": self.meta["method"], "step": self.meta["step"],
-                "data_fingerprint": self.meta["data_fingerprint"], "fingerprint": checkpoint_fingerprint(self.path)}
+        return {"path": str(self.path), "method": self.info["method"], "step": self.info["step"],
+                "data_fingerprint": self.info["data_fingerprint"], "fingerprint": checkpoint_fingerprint(self.path)}
 
 
-def read_meta(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The checkpoint in `path` (any folder in the trainer's layout, named `step-XXXXXXXX` or
+    not), checked to hold every file and `lacy.json` key an evaluation needs."""
     path = Path(path)
-    meta_path = path / INFO_FILE
+    info_path = path / INFO_FILE
     for name in ("config.json", WEIGHTS_FILE, MODEL_FILE, INFO_FILE):
         if not (path / name).exists():
             raise CheckpointError(f"{path / name}: missing; a checkpoint holds config.json, {WEIGHTS_FILE}, "
                                   f"{MODEL_FILE} and {INFO_FILE}")
     try:
-        meta = json.loads(meta_path.read_text())
+        info = json.loads(info_path.read_text())
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
+        raise CheckpointError(f"{info_path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    missing = [k for k in REQUIRED_KEYS if k not in info]
     if missing:
-        raise CheckpointError(f"{meta_path}: missing keys {missing}")
-    return meta
+        raise CheckpointError(f"{info_path}: missing keys {missing}")
+    return Checkpoint(path, int(info["step"]), info)
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
@@ -68,18 +79,18 @@ def checkpoint_fingerprint(path: str | Path) -> str:
                        json.loads((path / INFO_FILE).read_text()))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Checkpoint:
-    path = Path(path)
-    meta = read_meta(path)
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
+    checkpoint = read_checkpoint(path)
+    path = checkpoint.path
     tok = Tokenizer(path / MODEL_FILE)
-    if meta["call_token_id"] != tok.call_id:
-        raise CheckpointError(f"{path / INFO_FILE}: call_token_id {meta['call_token_id']} but {path / MODEL_FILE} "
+    if checkpoint.info["call_token_id"] != tok.call_id:
+        raise CheckpointError(f"{path / INFO_FILE}: call_token_id {checkpoint.info['call_token_id']} but {path / MODEL_FILE} "
                               f"has <CALL> at {tok.call_id}")
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, dtype=dtype).to(device).eval()
     if model.config.vocab_size != tok.vocab_size:
         raise CheckpointError(f"{path / 'config.json'}: vocab_size {model.config.vocab_size}, "
                               f"but {path / MODEL_FILE} has {tok.vocab_size} pieces")
-    return Checkpoint(path, model, tok, meta)
+    return LoadedCheckpoint(checkpoint, model, tok)
 
 
 def load_hf_tokenizer(path: str | Path):

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 
 from evaluation.factscore import GAMMA, N_PASSAGES, aggregate, is_response_abstained
 from evaluation.knowledge import BM25Retrieval, KnowledgeSource, passage_plain_text
-from pipelines.facts import FACT, FactLabeler, WordLabels
+from pipelines.classes import FACT
+from pipelines.facts import FactLabeler, WordLabels
 from pipelines.files import fingerprint
 
 METRIC = "fact_overlap_proxy"

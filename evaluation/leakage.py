@@ -48,7 +48,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from evaluation import cascade, checkpoint
 from evaluation.cascade import CascadeConfig, generate
-from evaluation.checkpoint import Checkpoint, load_checkpoint
+from evaluation.checkpoint import LoadedCheckpoint, load_checkpoint
 from pipelines.corpus import EMBEDDED_DIR
 from pipelines.files import code_fingerprint, file_sha256, fingerprint, iter_jsonl, read_json_file
 
@@ -211,7 +211,7 @@ def few_shot_prompt(questions: Sequence[Question], index: int, num_shots: int, s
     return "\n".join([f"{d.prompt} {d.answers[0]}" for d in demos] + [questions[index].prompt])
 
 
-def evaluate_questions(model: Checkpoint, questions: Sequence[Question], config: LeakageConfig,
+def evaluate_questions(model: LoadedCheckpoint, questions: Sequence[Question], config: LeakageConfig,
                        log: Callable[[str], None] = print, name: str = "") -> dict:
     """Fact leakage of `model` on the first `config.limit` of `questions`."""
     n = len(questions) if config.limit is None else min(config.limit, len(questions))
@@ -258,10 +258,10 @@ def answer_rule_counts(questions: Sequence[Question], aliases: Sequence[tuple[Al
     }
 
 
-def evaluate_leakage(model: str | Path | Checkpoint, config: LeakageConfig = LeakageConfig(),
+def evaluate_leakage(model: str | Path | LoadedCheckpoint, config: LeakageConfig = LeakageConfig(),
                      log: Callable[[str], None] = print) -> dict:
     """Fact leakage on PopQA long tail and BigBench qa_wikidata, `<CALL>` at -inf."""
-    model = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+    model = model if isinstance(model, LoadedCheckpoint) else load_checkpoint(model)
     result = {
         "popqa": evaluate_questions(model, load_popqa(config.popqa_path), config, log, "popqa"),
         "bigbench_qa_wikidata": evaluate_questions(model, load_bigbench(config.bigbench_path), config, log, "bigbench"),

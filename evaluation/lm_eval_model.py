@@ -27,7 +27,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from transformers import PreTrainedModel
 
-from evaluation.checkpoint import read_meta
+from evaluation.checkpoint import read_checkpoint
 
 
 @register_model("lacy")
@@ -39,11 +39,11 @@ class LacyLM(HFLM):
 
     def __init__(self, pretrained: str | PreTrainedModel, call_token_id: int | None = None, **kwargs: Any):
         if isinstance(pretrained, str | Path):
-            meta_call_id = read_meta(pretrained)["call_token_id"]
-            if call_token_id is not None and call_token_id != meta_call_id:
-                raise ValueError(f"{Path(pretrained) / 'lacy.json'}: call_token_id {meta_call_id}, "
+            recorded_call_id = read_checkpoint(pretrained).info["call_token_id"]
+            if call_token_id is not None and call_token_id != recorded_call_id:
+                raise ValueError(f"{Path(pretrained) / 'lacy.json'}: call_token_id {recorded_call_id}, "
                                  f"but call_token_id={call_token_id} was given")
-            call_token_id, pretrained = meta_call_id, str(pretrained)
+            call_token_id, pretrained = recorded_call_id, str(pretrained)
         elif call_token_id is None:
             raise ValueError("a loaded model needs call_token_id (the checkpoint's lacy.json has it)")
         super().__init__(pretrained=pretrained, **kwargs)

@@ -52,9 +52,9 @@ import torch
 
 from evaluation import cascade, leakage
 from evaluation.cascade import CascadeConfig, Generation, Partner, PartnerQuery, PartnerReply, PartnerTokenMap, generate, summarize
-from evaluation.checkpoint import Checkpoint
+from evaluation.checkpoint import LoadedCheckpoint
 from evaluation.leakage import LeakageConfig, Question, evaluate_questions
-from evaluation.validation import decode_call_mask, token_losses
+from evaluation.validation import decode_call_mask, token_stats
 from pipelines import synthetic
 from pipelines.corpus import split_of
 from pipelines.files import code_fingerprint
@@ -245,7 +245,7 @@ class SyntheticEvalConfig:
     seed: int = 0
 
 
-def evaluate_generations(model: Checkpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: SyntheticEvalConfig,
+def evaluate_generations(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: SyntheticEvalConfig,
                          log: Callable[[str], None] = print) -> dict:
     """Biographies without calls and in a cascade with each partner, scored exactly, per
     bucket (head, tail), with the realized call rates."""
@@ -270,7 +270,7 @@ def _example(gen: Generation) -> dict:
             "call_rate": gen.call_rate}
 
 
-def evaluate_leakage(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalConfig, log: Callable[[str], None] = print) -> dict:
+def evaluate_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig, log: Callable[[str], None] = print) -> dict:
     """QA on the person attributes with `<CALL>` at -inf, per bucket."""
     qa = LeakageConfig(repetition_penalty=config.repetition_penalty, seed=config.seed)
     return {bucket: evaluate_questions(model, questions(kb.in_bucket(bucket)[: config.leakage_people_per_bucket]), qa, log, bucket)
@@ -278,7 +278,7 @@ def evaluate_leakage(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEval
 
 
 @torch.no_grad()
-def call_decisions(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalConfig) -> dict:
+def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig) -> dict:
     """Where the model's calls fall on train documents of head and tail people: each
     document is read after an EOS, the call mask is A.4.3's (15% of all tokens of the
     documents of a bucket, top `<CALL>` logits first), and a token is a value token of an
@@ -306,7 +306,7 @@ def call_decisions(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalCo
         logits, targets = torch.cat(logits), torch.cat(targets)
         kind = torch.from_numpy(np.concatenate(kinds))
         mask = decode_call_mask(logits, model.call_id)
-        _, no_call = token_losses(logits, targets, model.call_id)
+        no_call = token_stats(logits, targets, model.call_id).token_loss  # -log p_{\CALL} (eq. A.6)
         out[bucket] = {
             "documents": len(docs),
             "tokens": len(kind),
@@ -317,7 +317,7 @@ def call_decisions(model: Checkpoint, kb: KnowledgeBase, config: SyntheticEvalCo
     return out
 
 
-def evaluate_synthetic(model: Checkpoint, kb: KnowledgeBase, partners: dict[str, Partner],
+def evaluate_synthetic(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner],
                        config: SyntheticEvalConfig = SyntheticEvalConfig(), log: Callable[[str], None] = print) -> dict:
     return {
         "checkpoint": model.identity(),

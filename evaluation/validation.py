@@ -34,16 +34,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from evaluation import checkpoint
-from evaluation.checkpoint import Checkpoint, load_checkpoint
-from pipelines.facts import FACT, OTHER
+from evaluation.checkpoint import LoadedCheckpoint, load_checkpoint
+from pipelines.classes import FACT, OTHER, UNLABELED
 from pipelines.files import code_fingerprint, file_sha256, fingerprint
 from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
-from trainer.masks import METHODS, TokenLabels, get_method, num_calls, top_k_mask
+from trainer.masks import CALL_FRACTION, METHODS, TokenLabels, get_method, num_calls, top_k_mask
 from trainer.objective import LogitStats, logit_stats
-
-CALL_FRACTION = 0.15
-NO_CLASS = -1  # the EOS between documents has no word class
 
 
 @dataclass(frozen=True)
@@ -52,11 +49,6 @@ class ValidationConfig:
     batch_size: int = 8  # windows per batch; the 15% rule is applied per batch
     call_fraction: float = CALL_FRACTION
     max_tokens: int | None = None  # evaluate on the first N validation tokens (CPU); None = all
-
-
-def call_budget(num_tokens: int, fraction: float = CALL_FRACTION) -> int:
-    """How many of `num_tokens` positions are calls: `fraction` of them, rounded half up."""
-    return int(np.floor(fraction * num_tokens + 0.5))
 
 
 def call_is_top(logits: torch.Tensor, call_id: int) -> torch.Tensor:
@@ -78,7 +70,7 @@ def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_
     call = flat[:, call_id]
     allowed = torch.ones_like(call, dtype=torch.bool) if candidates is None else candidates.reshape(-1)
     is_top = call_is_top(flat, call_id) & allowed
-    k = min(call_budget(len(call), fraction), int(allowed.sum()))
+    k = min(num_calls(len(call), fraction), int(allowed.sum()))
     top = is_top.nonzero().flatten()
     if len(top) >= k:
         chosen = top[call[top].topk(k).indices]
@@ -97,13 +89,6 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> Lo
     if bool((targets == call_id).any()):
         raise ValueError("validation targets contain the <CALL> id")
     return logit_stats(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), call_id)
-
-
-def token_losses(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position -log p(x) with the full softmax (eq. A.5) and -log p_{\\CALL}(x) with the
-    `<CALL>` logit at -inf (eq. A.6), in the shape of `targets`. Targets are never `<CALL>`."""
-    stats = token_stats(logits, targets, call_id)
-    return stats.full_token_loss.reshape(targets.shape), stats.token_loss.reshape(targets.shape)
 
 
 @dataclass
@@ -225,7 +210,7 @@ def validation_stream(dataset_dir: str | Path, eos_id: int, max_tokens: int | No
     ids, classes, total = [], [], 0
     for doc_ids, doc_cls in _validation_docs(dataset_dir, read_manifest(dataset_dir)):
         ids += [[eos_id], doc_ids]
-        classes += [[NO_CLASS], doc_cls]
+        classes += [[UNLABELED], doc_cls]  # the EOS between documents has no word class
         total += len(doc_ids) + 1
         if max_tokens is not None and total > max_tokens:
             break
@@ -250,20 +235,20 @@ def packed_batches(stream: np.ndarray, classes: np.ndarray, seq_len: int, batch_
 
 
 def evaluate_validation(
-    model: str | Path | Checkpoint,
+    model: str | Path | LoadedCheckpoint,
     dataset_dir: str | Path,
-    baseline: str | Path | Checkpoint | None = None,
+    baseline: str | Path | LoadedCheckpoint | None = None,
     config: ValidationConfig = ValidationConfig(),
     log: Callable[[str], None] = print,
-    reference: str | Path | Checkpoint | None = None,
+    reference: str | Path | LoadedCheckpoint | None = None,
 ) -> dict:
     """Call, non-call and total loss of `model` on the validation split of a token dataset,
     with its call mask C_M, and (given `baseline`) the baseline's losses on the same C_M;
     the call decision (module docstring). `reference`: the reference model whose losses the
     rules of rho1 / spacy_refloss rank on."""
-    model, baseline, reference = (c if c is None or isinstance(c, Checkpoint) else load_checkpoint(c)
+    model, baseline, reference = (c if c is None or isinstance(c, LoadedCheckpoint) else load_checkpoint(c)
                                   for c in (model, baseline, reference))
-    method = model.meta["method"]
+    method = model.info["method"]
     notes = {"own_rule": note} if (note := own_rule_note(method, reference is not None)) else {}
     if baseline is None:
         notes["hard_tokens"] = "no matched baseline given"
@@ -285,7 +270,7 @@ def evaluate_validation(
         for b, (inputs, targets, cls) in enumerate(packed_batches(stream, classes, seq_len, config.batch_size)):
             inputs, targets, cls = inputs.to(device), targets.to(device), cls.to(device)
             logits = model.model(input_ids=inputs).logits
-            callable_ = cls != NO_CLASS
+            callable_ = cls != UNLABELED
             mask = decode_call_mask(logits, model.call_id, config.call_fraction, callable_)
             stats = token_stats(logits, targets, model.call_id)
             sums.add(stats.full_token_loss, stats.token_loss, mask.reshape(-1))

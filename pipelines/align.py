@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.facts import GRAMMATICAL, WordLabels
+from pipelines.classes import GRAMMATICAL
+from pipelines.facts import WordLabels
 
 
 def token_classes(text_length: int, words: WordLabels, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

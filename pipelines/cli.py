@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from pipelines.align import token_classes
+from pipelines.classes import CLASS_NAMES
 from pipelines.corpus import read_source
-from pipelines.facts import CLASS_NAMES, DEFAULT_SPACY_MODEL, ORG_KEYWORDS, PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig
+from pipelines.facts import DEFAULT_SPACY_MODEL, ORG_KEYWORDS, PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig
 from pipelines.tokenizer import Tokenizer
 
 

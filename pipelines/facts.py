@@ -35,10 +35,7 @@ from spacy.attrs import DEP, HEAD, IDX, IS_SPACE, LIKE_NUM, LOWER, POS, SPACY, T
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pipelines.classes import CLASS_NAMES, FACT, GRAMMATICAL, OTHER, UNLABELED
-
-__all__ = ["CLASS_NAMES", "FACT", "GRAMMATICAL", "OTHER", "UNLABELED"]  # the classes, importable from here too
-
+from pipelines.classes import CLASS_NAMES, FACT, GRAMMATICAL, OTHER
 
 # Rule codes stored per word; the name says which rule of A.2.1 decided the class.
 RULES = (

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import judge, synthetic
+from pipelines.classes import FACT
 from pipelines.corpus import LMLM_FILES, CorpusError, doc_id_for, read_corpus_shard
-from pipelines.facts import FACT
 from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, iter_jsonl, read_json, read_json_file, write_json
 from pipelines.shards import JUDGE_SCHEMA, MANIFEST, TOKEN_SCHEMA, list_array, read_table, shard_name, write_table
 from pipelines.tokenizer import Tokenizer

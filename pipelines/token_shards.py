@@ -13,8 +13,9 @@ import pyarrow as pa
 
 from pipelines import align, token_shards
 from pipelines.align import token_classes
+from pipelines.classes import CLASS_NAMES, FACT, UNLABELED
 from pipelines.corpus import read_corpus_shard
-from pipelines.facts import CLASS_NAMES, FACT, UNLABELED, WordLabels
+from pipelines.facts import WordLabels
 from pipelines.files import atomic_path, clean_stale_tmp, code_fingerprint, file_sha256, fingerprint, read_json, write_json
 from pipelines.shards import (
     MANIFEST,

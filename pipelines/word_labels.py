@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import align, facts
+from pipelines.classes import CLASS_NAMES
 from pipelines.corpus import read_corpus_shard
-from pipelines.facts import CLASS_NAMES, RULES, FactLabeler, LabelerConfig, WordLabels
+from pipelines.facts import RULES, FactLabeler, LabelerConfig, WordLabels
 from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, read_json
 from pipelines.shards import MANIFEST, WORD_LABEL_SCHEMA, list_array, shard_name, write_table
 

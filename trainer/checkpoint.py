@@ -12,22 +12,18 @@
 The folder is written under a temporary name (`.tmp-<pid>-step-...`) and renamed when
 complete, so a folder named `step-XXXXXXXX` is always whole: that is what the functions
 below recognise, for runs started by Dagster or by hand under torchrun alike.
+
+This module knows the layout and finds checkpoints without torch (the Dagster commands that
+list them stay light); `trainer.checkpoint_io` writes and loads them.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from pipelines.files import atomic_path, clean_stale_tmp, read_json
-from pipelines.tokenizer import save_hf_tokenizer
-from trainer.model import GPT, config_from_hf, hf_config
+from pipelines.files import clean_stale_tmp, read_json
 
 INFO_FILE = "lacy.json"
 STATE_FILE = "trainer_state.pt"
@@ -48,29 +44,6 @@ class Checkpoint:
     @property
     def run_dir(self) -> Path:
         return self.path.parent
-
-
-def save_checkpoint(
-    run_dir: str | Path,
-    step: int,
-    model: GPT,
-    tokenizer_path: str | Path,
-    info: dict,
-    trainer_state: dict | None = None,
-) -> Path:
-    """Write `<run_dir>/step-XXXXXXXX/` atomically; returns its path."""
-    final = Path(run_dir) / checkpoint_name(step)
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        config = hf_config(model.cfg, bos_id=int(info["bos_id"]), eos_id=int(info["eos_id"]))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_file(model.hf_state_dict(), tmp / WEIGHTS_FILE, metadata={"format": "pt"})
-        shutil.copymode(tmp / "config.json", tmp / WEIGHTS_FILE)  # safetensors writes 0600; match the rest
-        save_hf_tokenizer(tokenizer_path, tmp)
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / STATE_FILE)
-        (tmp / INFO_FILE).write_text(json.dumps({**info, "step": step}, indent=2, sort_keys=True) + "\n")
-    return final
 
 
 def _read(path: Path) -> Checkpoint | None:
@@ -107,19 +80,3 @@ def list_checkpoints(root: str | Path) -> list[Checkpoint]:
 def clean_partial(run_dir: str | Path) -> int:
     """Remove the temporary folders of checkpoints interrupted mid-write."""
     return clean_stale_tmp(run_dir)
-
-
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Our model from a checkpoint folder (or any folder with a GPT-2 `config.json` and
-    `model.safetensors` in this layout)."""
-    checkpoint = Path(checkpoint)
-    model = GPT(config_from_hf(read_json(checkpoint / "config.json")))
-    model.load_hf_state_dict(load_file(checkpoint / WEIGHTS_FILE))
-    return model.to(device)
-
-
-def load_trainer_state(checkpoint: str | Path) -> dict:
-    path = Path(checkpoint) / STATE_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; this checkpoint cannot be resumed")
-    return torch.load(path, map_location="cpu", weights_only=True)

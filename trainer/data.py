@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from pipelines.classes import FACT, GRAMMATICAL, OTHER
+from pipelines.classes import FACT, GRAMMATICAL, OTHER, UNLABELED
 from pipelines.files import atomic_path, code_fingerprint, fingerprint, portable_path, read_json, write_json
 from pipelines.shards import (
     JUDGE_SCHEMA,
@@ -62,7 +62,6 @@ from pipelines.shards import (
 from pipelines.tokenizer import MODEL_FILE
 from trainer.masks import Needs, TokenLabels
 
-UNLABELED = -1  # token_class of a dataset without spaCy labels (the reference model's extra data)
 EOS_CLASS = GRAMMATICAL
 REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
 CACHE = "cache"  # under the first dataset's directory: a folder of flat arrays per split and inputs

@@ -63,6 +63,8 @@ Masks = tuple[torch.Tensor, torch.Tensor]  # (call_mask, ignore_mask), bool (n,)
 
 
 def num_calls(n: int, fraction: float = CALL_FRACTION) -> int:
+    """How many of `n` positions are calls: the one rule for "15% of tokens", in training and
+    in the call mask decoded on validation (Python's round: half to even)."""
     return round(fraction * n)
 
 

@@ -29,7 +29,8 @@ import torch
 
 from pipelines.files import clean_stale_tmp, file_sha256, fingerprint, portable_path, read_json, write_json
 from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_manifest, read_table, write_table
-from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, load_model
+from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE
+from trainer.checkpoint_io import load_model
 from trainer.data import REF_LOSS_SCHEMA
 from trainer.objective import logit_stats
 

@@ -35,15 +35,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipelines.files import fingerprint
 from pipelines.tokenizer import Tokenizer
-from trainer.checkpoint import (
-    INFO_FILE,
-    WEIGHTS_FILE,
-    Checkpoint,
-    clean_partial,
-    latest_checkpoint,
-    load_trainer_state,
-    save_checkpoint,
-)
+from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, Checkpoint, clean_partial, latest_checkpoint
+from trainer.checkpoint_io import load_trainer_state, save_checkpoint
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
 from trainer.masks import Method, get_method
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums

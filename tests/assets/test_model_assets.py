@@ -20,19 +20,11 @@ from dagster import (
 from transformers import AutoModelForCausalLM
 
 from assets.automation import new_checkpoints, pending_evaluations, reevaluate_stale_checkpoints, waiting_on
-from assets.evaluation import (
-    EVALUATION_KEYS,
-    cascade_generations,
-    checkpoint_partitions,
-    fact_leakage,
-    factscore_eval,
-    knowledge_source,
-    nlu_eval,
-    result_path,
-    validation_losses,
-)
+from assets.evaluation import cascade_generations, fact_leakage, factscore_eval, knowledge_source, nlu_eval, validation_losses
+from assets.partitions import checkpoint_partitions
 from assets.report import comparison_report
 from assets.resources import LacyStorage
+from assets.results import EVALUATION_KEYS, result_path
 from assets.training import latest_run, method_model, reference_losses, reference_model
 
 STEPS = {"max_steps": 2, "save_every": 1}

@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import PipesSubprocessClient, SensorResult, build_sensor_context, instance_for_test, materialize
 
 from assets.automation import new_checkpoints
-from assets.evaluation import checkpoint_partitions
+from assets.partitions import checkpoint_partitions
 from assets.register import register
 from assets.report import collect
 from assets.resources import LacyStorage

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from evaluation.fact_overlap import METRIC, fact_overlap_proxy, fact_spans, is_span_supported, normalize
-from pipelines.facts import FACT, GRAMMATICAL, OTHER, FactLabeler, WordLabels
+from pipelines.classes import FACT, GRAMMATICAL, OTHER
+from pipelines.facts import FactLabeler, WordLabels
 from tests.evaluation.factscore_fixtures import small_knowledge, spacy_nlp
 
 

@@ -11,20 +11,19 @@ import torch
 
 from evaluation.checkpoint import write_random_checkpoint
 from evaluation.validation import (
-    NO_CLASS,
     CallDecision,
     LossSums,
     ValidationConfig,
-    call_budget,
     decode_call_mask,
     evaluate_validation,
     own_rule,
     packed_batches,
     roc_auc,
-    token_losses,
+    token_stats,
     validation_stream,
 )
-from pipelines.facts import FACT, GRAMMATICAL, OTHER
+from pipelines.classes import FACT, GRAMMATICAL, OTHER, UNLABELED
+from trainer.masks import num_calls
 from trainer.objective import LogitStats
 
 CALL = 3  # the last of 4 ids
@@ -44,8 +43,12 @@ def called(mask: torch.Tensor) -> list[int]:
     return mask.nonzero().flatten().tolist()
 
 
-def test_call_budget_is_15_percent_rounded_half_up():
-    assert [call_budget(n) for n in (20, 10, 3, 4, 100)] == [3, 2, 0, 1, 15]
+def test_the_decoded_mask_calls_the_trainers_15_percent():
+    # one rule for "15% of tokens" (trainer.masks.num_calls: round half to even); at n = 30, 70,
+    # 110 rounding half up would call one more
+    assert [num_calls(n) for n in (20, 10, 3, 4, 100, 30, 70, 110)] == [3, 2, 0, 1, 15, 4, 10, 16]
+    for n in range(1, 200):
+        assert int(decode_call_mask(torch.randn(n, 4), CALL).sum()) == num_calls(n)
 
 
 def test_more_top_calls_than_budget_keeps_highest_call_logits():
@@ -99,9 +102,9 @@ def test_eos_targets_are_never_calls_but_count_in_the_budget():
 
 def test_own_rule_of_lacy_skips_eos_targets():
     # 7 positions, k = round(0.15 * 7) = 1: the fact token with the highest own loss. Position 6
-    # is an EOS target (NO_CLASS) with the highest loss of all; position 0 is not a fact.
+    # is an EOS target (UNLABELED) with the highest loss of all; position 0 is not a fact.
     loss = torch.tensor([9.0, 1.0, 3.0, 2.0, 0.5, 1.5, 10.0])
-    cls = torch.tensor([OTHER, FACT, FACT, FACT, GRAMMATICAL, FACT, NO_CLASS])
+    cls = torch.tensor([OTHER, FACT, FACT, FACT, GRAMMATICAL, FACT, UNLABELED])
     stats = LogitStats(lse=loss, text_max=torch.zeros(7), target_logit=torch.zeros(7), call_logit=torch.zeros(7))
     assert called(own_rule("lacy", stats, cls, None, torch.Generator())) == [2]
 
@@ -142,11 +145,12 @@ def test_mask_keeps_the_batch_shape_and_counts_over_the_whole_batch():
 def test_call_and_non_call_token_losses_by_hand():
     # probabilities over {0, 1, CALL=2} are 1/8, 3/8, 4/8
     logits = torch.log(torch.tensor([[1.0, 3.0, 4.0], [1.0, 3.0, 4.0]]))
-    full, no_call = token_losses(logits, torch.tensor([1, 0]), call_id=2)
+    stats = token_stats(logits, torch.tensor([1, 0]), call_id=2)
+    full, no_call = stats.full_token_loss, stats.token_loss
     assert full.tolist() == pytest.approx([-math.log(3 / 8), -math.log(1 / 8)])  # eq. A.5: full softmax
     assert no_call.tolist() == pytest.approx([-math.log(3 / 4), -math.log(1 / 4)])  # eq. A.6: <CALL> at -inf
     with pytest.raises(ValueError, match="CALL"):
-        token_losses(logits, torch.tensor([2, 0]), call_id=2)
+        token_stats(logits, torch.tensor([2, 0]), call_id=2)
 
 
 def test_loss_sums_average_over_call_and_non_call_positions():

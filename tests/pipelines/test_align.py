@@ -3,7 +3,8 @@
 import numpy as np
 
 from pipelines.align import token_classes
-from pipelines.facts import FACT, GRAMMATICAL, OTHER, WordLabels
+from pipelines.classes import FACT, GRAMMATICAL, OTHER
+from pipelines.facts import WordLabels
 
 
 def words(spans):

@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from pipelines.classes import FACT, GRAMMATICAL
 from pipelines.corpus import CorpusConfig, build_corpus, doc_id_for, split_of
-from pipelines.facts import FACT, GRAMMATICAL
 from pipelines.judge import delegated_chars, judge_calls, read_annotations
 from pipelines.synthetic import (
     ATTRIBUTES,

@@ -9,14 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.tokenizer import CALL_TOKEN, FAST_FILE, Tokenizer
-from trainer.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_model,
-    load_trainer_state,
-    run_checkpoints,
-    save_checkpoint,
-)
+from trainer.checkpoint import latest_checkpoint, list_checkpoints, run_checkpoints
+from trainer.checkpoint_io import load_model, load_trainer_state, save_checkpoint
 from trainer.model import GPT, model_config
 from trainer.train import TrainConfig, train
 

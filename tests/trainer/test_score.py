@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pipelines.tokenizer import Tokenizer
-from trainer.checkpoint import latest_checkpoint, load_model
+from trainer.checkpoint import latest_checkpoint
+from trainer.checkpoint_io import load_model
 from trainer.objective import logit_stats
 from trainer.score import score_dataset, windows
 from trainer.train import TrainConfig, train

@@ -194,7 +194,7 @@ def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:
     return md_plot(fig, storage.path("token_shards", "fact_fraction_per_document.png"))
 
 
-@asset_check(asset=token_shards)
+@asset_check(asset=token_shards, blocking=True)  # a failure stops the run's downstream steps (training)
 def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
     """input_ids and token_class have equal lengths; ids are text ids (never <CALL>); tokens
     decode back to each document exactly."""
@@ -248,7 +248,7 @@ def lmlm_judge_labels(context: AssetExecutionContext, config: JudgeLabelsConfig,
     )
 
 
-@asset_check(asset=lmlm_judge_labels)
+@asset_check(asset=lmlm_judge_labels, blocking=True)
 def judge_labels_aligned(storage: LacyStorage) -> AssetCheckResult:
     """judge_call has one label per input_id in every annotated document."""
     import pyarrow.compute as pc

@@ -1,21 +1,37 @@
 """Training assets: the reference model and its per-token losses, and one model per method
 of Table 5. Each launches the same trainer under torchrun through Dagster Pipes, in a run
-directory of its own, and shows its loss curves."""
+directory of its own, and shows its loss curves.
+
+While a model trains, every line the trainer appends to `metrics.jsonl` becomes an
+`AssetObservation` of the asset (the UI plots them live, in the asset's Plots tab). A failed
+training step is retried (`TRAINING_RETRIES`): the retry runs in the same run, hence the same
+run directory, so the trainer resumes from the newest checkpoint.
+"""
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from dagster import (
     AssetExecutionContext,
+    AssetObservation,
     AssetsDefinition,
+    Backoff,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
+    PipesClientCompletedInvocation,
     PipesSubprocessClient,
+    RetryPolicy,
     asset,
+    open_pipes_session,
 )
 
 from assets.data import extra_token_shards, lmlm_judge_labels, token_shards
@@ -23,6 +39,7 @@ from assets.metadata import md_plot
 from assets.resources import LacyStorage
 from pipelines.files import code_fingerprint, read_json, write_json
 from pipelines.presets import preset_name
+from pipelines.shards import MANIFEST
 from trainer import data as trainer_data
 from trainer import masks, model, objective, train
 from trainer.checkpoint import latest_checkpoint
@@ -38,6 +55,10 @@ CALL_DECISION = {  # `trainer.metrics` names: the call-decision panel of the los
     "call_auc": "in-batch AUC of the <CALL> logit",
 }
 LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
+OBSERVED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fraction", *CALL_DECISION, "lr", "grad_norm",
+            "tokens_per_s")
+POLL_SECONDS = 2.0
+TRAINING_RETRIES = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)
 
 
@@ -48,6 +69,8 @@ class TrainingConfig(Config):
     nproc_per_node: int = 1  # processes (GPUs) on this machine; more nodes: run torchrun yourself
     seed: int = 0
     call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
+    tensorboard: bool = False  # also write TensorBoard scalars under <run dir>/tensorboard/
+    wandb_project: str | None = None  # also log to this W&B project (needs wandb)
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
@@ -76,7 +99,7 @@ def _train(
     data: list[Path],
     judge: list[Path] = (),
     ref_losses: list[Path] = (),
-) -> MaterializeResult:
+) -> Iterator[AssetObservation | MaterializeResult]:
     # A new materialization trains from scratch in its own run directory; a re-execution of a
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
@@ -89,15 +112,18 @@ def _train(
         flags += ["--max-steps", str(config.max_steps)]
     if config.save_every is not None:
         flags += ["--save-every", str(config.save_every)]
+    flags += ["--tensorboard"] if config.tensorboard else []
+    flags += ["--wandb-project", config.wandb_project] if config.wandb_project else []
     threads = max(1, (os.cpu_count() or 1) // config.nproc_per_node)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc_per_node}",
                "-m", "assets.pipes_train", *flags]
     context.log.info(" ".join(command))
-    result = pipes.run(command=command, context=context, env={"OMP_NUM_THREADS": str(threads)}).get_materialize_result()
+    invocation = yield from _run_observed(context, pipes, command, {"OMP_NUM_THREADS": str(threads)}, run_dir / METRICS_FILE)
+    result = invocation.get_materialize_result()
     final = latest_checkpoint(run_dir)
     write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
     metrics = _read_metrics(run_dir / METRICS_FILE)
-    return MaterializeResult(
+    yield MaterializeResult(
         metadata={
             **(result.metadata or {}),
             "checkpoint": MetadataValue.path(str(final.path)),
@@ -112,8 +138,47 @@ def _train(
     )
 
 
+def _run_observed(
+    context: AssetExecutionContext, pipes: PipesSubprocessClient, command: list[str], env: dict[str, str], metrics: Path
+) -> Iterator[AssetObservation]:
+    """`pipes.run` with the trainer's new metrics lines yielded as observations while it runs;
+    returns the Pipes invocation. Stopping the run (or any error here) sends the trainer SIGINT."""
+    with open_pipes_session(context=context, context_injector=pipes.context_injector,
+                            message_reader=pipes.message_reader) as session:
+        process = subprocess.Popen(command, cwd=pipes.cwd, env={**os.environ, **pipes.env, **env, **session.get_bootstrap_env_vars()})
+        # a retry resumes in the same run directory: its steps up to the failure were observed
+        observed = max((row["step"] for row in _read_metrics(metrics)), default=0)
+        try:
+            while process.poll() is None:
+                time.sleep(POLL_SECONDS)
+                observed = yield from _observe(context, metrics, observed)
+            yield from _observe(context, metrics, observed)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=pipes.termination_timeout_seconds)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        if process.returncode != 0:
+            raise Failure(f"training failed with exit code {process.returncode}")
+    return PipesClientCompletedInvocation(session)
+
+
+def _observe(context: AssetExecutionContext, metrics: Path, after: int) -> Iterator[AssetObservation]:
+    """The logged steps past `after` as observations; returns the last step observed."""
+    for row in _read_metrics(metrics):
+        if row["step"] > after:
+            values = {k: float(row[k]) for k in OBSERVED if row.get(k) is not None}
+            yield AssetObservation(asset_key=context.asset_key, metadata={"step": int(row["step"]), **values})
+            after = row["step"]
+    return after
+
+
 def _read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The complete lines of a metrics.jsonl (the trainer may be writing the last one)."""
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _final_losses(metrics: list[dict]) -> dict:
@@ -161,19 +226,21 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     deps=[token_shards, extra_token_shards],
     pool="gpu",
     code_version=TRAINER_CODE,
+    retry_policy=TRAINING_RETRIES,
 )
 def reference_model(
     context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
-) -> MaterializeResult:
+) -> Iterator[AssetObservation | MaterializeResult]:
     """The reference model: baseline objective, trained longer and on more data (the corpus
     plus the extra lead sections). Rho-1 and spaCy+Refloss rank on its losses; at the embedded
     scale it is also the cascade partner."""
     data = [storage.path("token_shards"), storage.path("extra_token_shards")]
-    return _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
+    yield from _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
 
 
 class ReferenceLossesConfig(Config):
     batch_size: int = 16
+    nproc_per_node: int = 1  # >1: that many torchrun processes (GPUs) score the shards in parallel
 
 
 @asset(
@@ -185,8 +252,17 @@ class ReferenceLossesConfig(Config):
 def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
     """Per-token losses of the reference model over the train shards, aligned to input_ids."""
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
-    manifest = score_dataset(checkpoint, storage.path("token_shards"), storage.path("reference_losses"), batch_size=config.batch_size, log=context.log.info,
-                             root=storage.path())
+    data, out = storage.path("token_shards"), storage.path("reference_losses")
+    if config.nproc_per_node > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc_per_node}",
+                   "-m", "trainer.score", "--checkpoint", checkpoint, "--data", str(data), "--out", str(out),
+                   "--batch-size", str(config.batch_size), "--root", str(storage.path())]
+        context.log.info(" ".join(command))
+        threads = str(max(1, (os.cpu_count() or 1) // config.nproc_per_node))
+        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads})
+        manifest = read_json(out / MANIFEST)
+    else:
+        manifest = score_dataset(checkpoint, data, out, batch_size=config.batch_size, log=context.log.info, root=storage.path())
     return MaterializeResult(
         metadata={
             "reference_checkpoint": MetadataValue.path(checkpoint),
@@ -210,15 +286,16 @@ def method_model(method: str) -> AssetsDefinition:
         deps=deps,
         pool="gpu",
         code_version=TRAINER_CODE,
+        retry_policy=TRAINING_RETRIES,
         description=f"A GPT-2 trained with the `{method}` call/ignore masks of Table 5 (steps relative to the baseline: "
         f"{spec.step_factor:.3f}x).",
     )
     def _model(
         context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
-    ) -> MaterializeResult:
+    ) -> Iterator[AssetObservation | MaterializeResult]:
         judge = [storage.path("lmlm_judge_labels")] if spec.needs.judge else []
         ref = [storage.path("reference_losses")] if spec.needs.ref_loss else []
-        return _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
+        yield from _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
 
     return _model
 

@@ -36,10 +36,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    "renormalized: A.4 as printed (text term over p without <CALL>). Ignored by baseline and reference")
     p.add_argument("--root", default=None, metavar="DIR",
                    help="storage root: data paths in lacy.json are recorded relative to it (default: absolute)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars under OUT/tensorboard/ (pip install 'lacy[tensorboard]')")
+    p.add_argument("--wandb-project", default=None, metavar="NAME", help="also log to this W&B project (needs wandb)")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
-                       log_every=a.log_every, seed=a.seed, call_objective=a.call_objective, root=a.root)
+                       log_every=a.log_every, seed=a.seed, call_objective=a.call_objective, root=a.root,
+                       tensorboard=a.tensorboard, wandb_project=a.wandb_project)
 
 
 def main(argv: list[str] | None = None) -> None:

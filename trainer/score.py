@@ -14,6 +14,10 @@ Documents longer than the model's context T are scored in windows of T tokens th
 by T/2; each window keeps the losses of its last T/2 positions (the first window all of
 them), so every token is predicted from at least T/2 tokens of its document (or all before
 it).
+
+Under `torchrun` the shards are split over the processes (shard k on rank k mod world size,
+on its own GPU); rank 0 gathers their statistics and writes the manifest. The output is the
+same whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+import torch.distributed as dist
 
 from pipelines.files import clean_stale_tmp, file_sha256, fingerprint, portable_path, read_json, write_json
 from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_manifest, read_table, write_table
@@ -33,6 +38,7 @@ from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE
 from trainer.checkpoint_io import load_model
 from trainer.data import REF_LOSS_SCHEMA
 from trainer.objective import logit_stats
+from trainer.train import setup_distributed
 
 Log = Callable[[str], None]
 
@@ -86,13 +92,18 @@ def score_dataset(
 ) -> dict:
     """Score every document of `splits` in `data_dir` with the model in `checkpoint`; write
     `out_dir` (shards + manifest; the checkpoint recorded relative to the storage `root`
-    when under it). Returns the manifest."""
+    when under it). Returns the manifest. Under torchrun, each process scores its share of
+    the shards (module docstring)."""
     checkpoint, data_dir, out_dir = Path(checkpoint), Path(data_dir), Path(out_dir)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    d = setup_distributed()
+    device = torch.device(device) if device else d.device
     if device.type == "cpu":
         torch.set_flush_denormal(True)
     t0 = time.perf_counter()
-    clean_stale_tmp(out_dir)
+    if d.main:
+        clean_stale_tmp(out_dir)
+    if d.world_size > 1:
+        dist.barrier()  # no rank writes before the stale files are gone
     data = read_manifest(data_dir)
     tok = data["tokenizer"]
     model = load_model(checkpoint, device).eval()
@@ -102,8 +113,8 @@ def score_dataset(
     identity = {"checkpoint": portable_path(checkpoint, root), "weights_sha256": file_sha256(checkpoint / WEIGHTS_FILE),
                 "method": info.get("method"), "step": info.get("step"), "run_fingerprint": info.get("run_fingerprint")}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    shards, total_tokens, total_loss = [], 0, 0.0
-    for entry in data["shards"]:
+    shards = []
+    for entry in data["shards"][d.rank :: d.world_size]:
         path = data_dir / entry["file"]
         table = read_table(path, TOKEN_SCHEMA, ["doc_id", "split", "input_ids"])
         rows = [i for i, s in enumerate(table.column("split").to_pylist()) if s in splits]
@@ -121,9 +132,15 @@ def score_dataset(
                  "mean_loss": shard_loss / max(tokens, 1)}
         stats["sha256"] = write_table(out_dir / entry["file"], pa.table([table.column("doc_id"), column], schema=REF_LOSS_SCHEMA), stats)
         shards.append(stats)
-        total_tokens += tokens
-        total_loss += shard_loss
         log(f"scored {entry['file']}: {len(rows)} documents, {tokens} tokens, mean loss {stats['mean_loss']:.3f}")
+    if d.world_size > 1:
+        gathered = [None] * d.world_size
+        dist.all_gather_object(gathered, shards)
+        shards = [s for rank_shards in gathered for s in rank_shards]
+    order = {entry["file"]: i for i, entry in enumerate(data["shards"])}
+    shards.sort(key=lambda s: order[s["file"]])
+    total_tokens = sum(s["tokens"] for s in shards)
+    total_loss = sum(s["mean_loss"] * s["tokens"] for s in shards)
     manifest = {
         "fingerprint": fingerprint(data["fingerprint"], {k: v for k, v in identity.items() if k != "checkpoint"}, splits,
                                    model.cfg.context),  # where the checkpoint lies is no part of what was scored
@@ -138,7 +155,8 @@ def score_dataset(
         "mean_loss": total_loss / max(total_tokens, 1),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    write_json(out_dir / MANIFEST, manifest)
+    if d.main:
+        write_json(out_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -152,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", default=None, help="storage root: the manifest records the checkpoint relative to it")
     a = p.parse_args(argv)
     m = score_dataset(a.checkpoint, a.data, a.out, tuple(a.split or ("train",)), a.batch_size, root=a.root)
+    if dist.is_initialized():
+        dist.destroy_process_group()
     print(f"{m['tokens']} tokens scored, mean loss {m['mean_loss']:.4f} -> {a.out}")
 
 

@@ -13,7 +13,8 @@ checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step
 never from global state, so it does not depend on how the work is split or resumed.
 
 Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
-`reporter.log(step, metrics)`. Names: see `trainer.metrics`.
+`reporter.log(step, metrics)` for the caller's reporter and the optional TensorBoard and W&B
+writers (`trainer.loggers`). Names: see `trainer.metrics`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pipelines.tokenizer import Tokenizer
 from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, Checkpoint, clean_partial, latest_checkpoint
 from trainer.checkpoint_io import load_trainer_state, save_checkpoint
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
+from trainer.loggers import TensorBoardWriter, WandbWriter
 from trainer.masks import Method, get_method
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
@@ -55,6 +57,31 @@ class Reporter(Protocol):
     def checkpoint(self, path: Path, info: dict) -> None: ...
 
 
+class Reporters:
+    """Several reporters as one; closes those it opened (the writers of `trainer.loggers`)."""
+
+    def __init__(self, given: Reporter | None, opened: list):
+        self.all, self.opened = [r for r in (given, *opened) if r is not None], opened
+
+    def log(self, step: int, metrics: dict) -> None:
+        for r in self.all:
+            r.log(step, metrics)
+
+    def checkpoint(self, path: Path, info: dict) -> None:
+        for r in self.all:
+            r.checkpoint(path, info)
+
+    def close(self) -> None:
+        for r in self.opened:
+            r.close()
+
+
+def open_writers(cfg: TrainConfig, out: Path, start: int, info: dict) -> list:
+    """The optional TensorBoard and W&B writers the config asks for."""
+    writers = [TensorBoardWriter(out, start)] if cfg.tensorboard else []
+    return writers + ([WandbWriter(cfg.wandb_project, out, info)] if cfg.wandb_project else [])
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     method: str
@@ -69,6 +96,8 @@ class TrainConfig:
     seed: int = 0
     call_objective: str = FULL  # `trainer.objective.CALL_OBJECTIVES`; only methods that call use it
     root: str | None = None  # storage root: lacy.json records data paths relative to it
+    tensorboard: bool = False  # also write TensorBoard scalars under <out>/tensorboard/
+    wandb_project: str | None = None  # also log to this W&B project (needs `wandb`)
 
 
 @dataclass(frozen=True)
@@ -246,23 +275,28 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
         f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
         f"{settings.context} per step over {d.world_size} process(es)")
 
-    metrics = MetricsLog(out / METRICS_FILE, loader.tokens_per_step, d, reporter if d.main else None, say)
+    reporters = Reporters(reporter, open_writers(cfg, out, start, info)) if d.main else None
+    metrics = MetricsLog(out / METRICS_FILE, loader.tokens_per_step, d, reporters, say)
     path = None
-    for step in range(start, total):
-        t0 = time.perf_counter()
-        _, batches = loader.next_step()
-        batches = [b.to(d.device) for b in batches]
-        data_seconds = time.perf_counter() - t0
-        sums, grad_norm = runner.step(step, batches)
-        metrics.add(sums, data_seconds)
-        done = step + 1
-        if done % log_every == 0 or done == total:
-            metrics.flush(done, learning_rate(settings, step), grad_norm)
-        if done % save_every == 0 or done == total:
-            info_now = {**info, "step": done, "tokens_seen": done * loader.tokens_per_step}
-            path = _save(out, done, model, runner, loader, docs.tokenizer["path"], info_now, d)
-            if d.main and reporter is not None:
-                reporter.checkpoint(path, info_now)
+    try:
+        for step in range(start, total):
+            t0 = time.perf_counter()
+            _, batches = loader.next_step()
+            batches = [b.to(d.device) for b in batches]
+            data_seconds = time.perf_counter() - t0
+            sums, grad_norm = runner.step(step, batches)
+            metrics.add(sums, data_seconds)
+            done = step + 1
+            if done % log_every == 0 or done == total:
+                metrics.flush(done, learning_rate(settings, step), grad_norm)
+            if done % save_every == 0 or done == total:
+                info_now = {**info, "step": done, "tokens_seen": done * loader.tokens_per_step}
+                path = _save(out, done, model, runner, loader, docs.tokenizer["path"], info_now, d)
+                if reporters is not None:
+                    reporters.checkpoint(path, info_now)
+    finally:
+        if reporters is not None:
+            reporters.close()
     if d.world_size > 1:
         dist.barrier()
     return path

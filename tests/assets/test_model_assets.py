@@ -3,8 +3,12 @@ the comparison report and the re-evaluation schedule, on a few real articles and
 training steps."""
 
 import json
+import shutil
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from dagster import (
     AssetKey,
@@ -26,6 +30,7 @@ from assets.report import comparison_report
 from assets.resources import LacyStorage
 from assets.results import EVALUATION_KEYS, result_path
 from assets.training import latest_run, method_model, reference_losses, reference_model
+from trainer.train import METRICS_FILE
 
 STEPS = {"max_steps": 2, "save_every": 1}
 
@@ -37,7 +42,7 @@ def trained(data_assets):
     results = {}
     for assets, config in (
         ([reference_model], {"reference_model": {"config": STEPS}}),
-        ([reference_losses], {}),
+        ([reference_losses], {"reference_losses": {"config": {"nproc_per_node": 2}}}),  # torchrun ranks split the shards
         ([method_model("rho1"), method_model("lacy"), method_model("baseline")],
          {"rho1_model": {"config": STEPS}, "baseline_model": {"config": STEPS},
           "lacy_model": {"config": {**STEPS, "call_objective": "renormalized"}}}),
@@ -46,6 +51,10 @@ def trained(data_assets):
         assert result.success
         for event in result.get_asset_materialization_events():
             results[event.asset_key.path[-1]] = {k: v.value for k, v in event.materialization.metadata.items()}
+        for event in result.get_asset_observation_events():
+            observation = event.asset_observation_data.asset_observation
+            observed = results.setdefault(f"{observation.asset_key.path[-1]}:observed", [])
+            observed.append({k: v.value for k, v in observation.metadata.items()})
     return storage, results
 
 
@@ -61,6 +70,54 @@ def test_training_assets_report_through_pipes(trained):
     assert AutoModelForCausalLM.from_pretrained(checkpoint).config.vocab_size == 501
     assert results["reference_losses"]["tokens"] > 1000
     assert json.loads((Path(latest_run(storage, "rho1")["checkpoint"]) / "lacy.json").read_text())["method"] == "rho1"
+
+
+def test_training_metrics_are_observed_per_logging_step(trained):
+    storage, results = trained
+    for name in ("reference", "lacy"):
+        logged = [json.loads(line) for line in (Path(latest_run(storage, name)["run_dir"]) / METRICS_FILE).read_text().splitlines()]
+        observed = results[f"{name}_model:observed"]
+        assert [o["step"] for o in observed] == [row["step"] for row in logged] == [2]  # the preset logs every 10 steps and the last
+        assert [o["loss"] for o in observed] == pytest.approx([row["loss"] for row in logged])
+    assert results["lacy_model:observed"][-1]["call_fraction"] == pytest.approx(logged[-1]["call_fraction"])
+    assert "call_loss" not in results["reference_model:observed"][-1]  # null for a model that does not call
+
+
+def test_a_killed_training_is_retried_and_resumes_from_its_newest_checkpoint(data_assets, tmp_path):
+    """The trainer is killed (SIGKILL) after its second checkpoint; the asset's retry policy
+    reruns the step in the same run directory, and the trainer resumes there."""
+    source, *_ = data_assets
+    storage = LacyStorage(root=str(tmp_path))
+    shutil.copytree(source.path("token_shards"), storage.path("token_shards"))
+    killed = []
+
+    def kill_after_second_checkpoint():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for proc in psutil.process_iter(["cmdline"]):
+                cmd = proc.info["cmdline"] or []
+                if "assets.pipes_train" in cmd and "torch.distributed.run" not in cmd:
+                    out = Path(cmd[cmd.index("--out") + 1])
+                    if (out / "step-00000002" / "lacy.json").exists():
+                        proc.kill()
+                        killed.append(out)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_second_checkpoint)
+    killer.start()
+    with instance_for_test() as instance:
+        result = materialize([method_model("baseline")], instance=instance,
+                             resources={"storage": storage, "pipes_subprocess_client": PipesSubprocessClient()},
+                             run_config={"ops": {"baseline_model": {"config": {"max_steps": 40, "save_every": 1}}}})
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    killer.join()
+    assert killed and result.success
+    (run_dir,) = {killed[0]}
+    assert Path(latest_run(storage, "baseline")["checkpoint"]) == run_dir / "step-00000040"
+    steps = [json.loads(line)["step"] for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]  # each logging step once: the resume dropped what the killed run logged after its checkpoint
+    assert any(m.startswith(f"resumed from {run_dir}/step-0000000") for m in logs)  # the trainer's own line, through Pipes
+    assert any(e.event_type_value == "STEP_RESTARTED" for e in result.all_events)
 
 
 def test_first_use_waits_for_missing_inputs(tmp_path):

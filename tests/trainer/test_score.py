@@ -2,6 +2,10 @@
 and use by rho1 / spacy_refloss through the fingerprint check."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,6 +18,8 @@ from trainer.checkpoint_io import load_model
 from trainer.objective import logit_stats
 from trainer.score import score_dataset, windows
 from trainer.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_windows_by_hand():
@@ -76,3 +82,18 @@ def test_methods_train_on_scored_losses(scored, dataset, tmp_path, method):
                               ref_losses=(str(out),)), log=lambda _: None)
     info = json.loads((final / "lacy.json").read_text())
     assert info["data"][0]["ref_losses"]["path"] == str(out)
+
+
+def test_torchrun_ranks_split_the_shards_and_write_what_one_process_writes(scored, dataset, tmp_path):
+    ckpt, one_dir, one = scored
+    assert len(one["shards"]) >= 2  # both ranks have work
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "trainer.score", "--checkpoint", str(ckpt), "--data", str(dataset),
+                           "--out", str(tmp_path / "two"), "--batch-size", "5"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert {k: v for k, v in two.items() if k != "seconds"} == {k: v for k, v in one.items() if k != "seconds"}
+    for entry in one["shards"]:
+        assert (tmp_path / "two" / entry["file"]).read_bytes() == (one_dir / entry["file"]).read_bytes()

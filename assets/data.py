@@ -82,7 +82,7 @@ class WordLabelsConfig(Config):
     group_name="data",
     deps=[raw_corpus],
     partitions_def=shard_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=data_preset().shards_per_run),
     code_version=code_fingerprint(facts, word_labels),
 )
 def spacy_word_labels(context: AssetExecutionContext, config: WordLabelsConfig, storage: LacyStorage) -> MaterializeResult:

@@ -41,7 +41,7 @@ from pipelines.token_shards import build_token_shards
 from pipelines.tokenizer import MODEL_FILE, TokenizerConfig, train_tokenizer
 from pipelines.word_labels import label_shards
 from trainer.checkpoint import latest_checkpoint
-from trainer.masks import Needs, get_method
+from trainer.masks import get_method
 from trainer.presets import REFERENCE
 from trainer.score import score_dataset
 from trainer.train import TrainConfig, train
@@ -123,7 +123,7 @@ class Testbed:
         return ckpt is not None and ckpt.step >= ckpt.info["run"]["steps"]
 
     def train(self, name: str) -> None:
-        needs = get_method(name).needs if name != REFERENCE else Needs()
+        needs = get_method(name).needs
         needs_judge, needs_ref = needs.judge, needs.ref_loss
         cfg = TrainConfig(method=name, data=(str(self.path("token_shards")),), out=str(self.run_dir(name)), preset=self.config.preset,
                           judge=(str(self.path("lmlm_judge_labels")),) if needs_judge else (),

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from trainer.masks import get_method
-
-REFERENCE = "reference"
+from trainer.masks import REFERENCE, get_method
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from trainer.masks import Method, get_method
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
 from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
-from trainer.presets import REFERENCE, RunSettings, get_preset
+from trainer.presets import RunSettings, get_preset
 
 METRICS_FILE = "metrics.jsonl"  # one line per logging step: `trainer.metrics.METRICS`
 
@@ -224,7 +224,7 @@ def run_fingerprint(cfg: TrainConfig, settings: RunSettings, docs: Documents, me
 def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a run; returns the final checkpoint's path."""
     d = setup_distributed()
-    method = get_method("baseline" if cfg.method == REFERENCE else cfg.method)
+    method = get_method(cfg.method)
     settings = get_preset(cfg.preset).run(cfg.method)
     total = cfg.max_steps if cfg.max_steps is not None else settings.steps
     save_every = cfg.save_every or settings.save_every

@@ -8,6 +8,7 @@ def test_baseline_also_runs_without_calls():
     config = CascadeGenerationsConfig()
     assert cascade_modes(config, "lacy") == ["budgeted", "native"]
     assert cascade_modes(config, "baseline") == ["budgeted", "native", "no_call"]
+    assert cascade_modes(config, "reference") == ["budgeted", "native", "no_call"]  # `make evaluate` evaluates it too
     assert cascade_modes(CascadeGenerationsConfig(modes=["native"]), "lacy") == ["budgeted", "native"]
 
 

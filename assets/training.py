@@ -114,11 +114,9 @@ def _train(
         flags += ["--save-every", str(config.save_every)]
     flags += ["--tensorboard"] if config.tensorboard else []
     flags += ["--wandb-project", config.wandb_project] if config.wandb_project else []
-    threads = max(1, (os.cpu_count() or 1) // config.nproc_per_node)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc_per_node}",
-               "-m", "assets.pipes_train", *flags]
+    command, env = _torchrun(config.nproc_per_node, "assets.pipes_train", flags)
     context.log.info(" ".join(command))
-    invocation = yield from _run_observed(context, pipes, command, {"OMP_NUM_THREADS": str(threads)}, run_dir / METRICS_FILE)
+    invocation = yield from _run_observed(context, pipes, command, env, run_dir / METRICS_FILE)
     result = invocation.get_materialize_result()
     final = latest_checkpoint(run_dir)
     write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
@@ -136,6 +134,14 @@ def _train(
             **_final_losses(metrics),
         }
     )
+
+
+def _torchrun(nproc_per_node: int, module: str, flags: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of `torchrun --standalone` on this machine, the cores shared by its processes."""
+    threads = max(1, (os.cpu_count() or 1) // nproc_per_node)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+               "-m", module, *flags]
+    return command, {"OMP_NUM_THREADS": str(threads)}
 
 
 def _run_observed(
@@ -254,12 +260,10 @@ def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConf
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
     data, out = storage.path("token_shards"), storage.path("reference_losses")
     if config.nproc_per_node > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc_per_node}",
-                   "-m", "trainer.score", "--checkpoint", checkpoint, "--data", str(data), "--out", str(out),
-                   "--batch-size", str(config.batch_size), "--root", str(storage.path())]
+        command, env = _torchrun(config.nproc_per_node, "trainer.score", ["--checkpoint", checkpoint, "--data", str(data),
+                                 "--out", str(out), "--batch-size", str(config.batch_size), "--root", str(storage.path())])
         context.log.info(" ".join(command))
-        threads = str(max(1, (os.cpu_count() or 1) // config.nproc_per_node))
-        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads})
+        subprocess.run(command, check=True, env={**os.environ, **env})
         manifest = read_json(out / MANIFEST)
     else:
         manifest = score_dataset(checkpoint, data, out, batch_size=config.batch_size, log=context.log.info, root=storage.path())

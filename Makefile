@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(RECOVER)
 	$(JOB) corpus_job
-	$(JOB) word_labels_job $(SHARD_RANGE)
+	$(JOB) shards_job $(SHARD_RANGE)
 	$(JOB) lacy_job
 
 models: $(STAMP)  # the reference model and every method of Table 5 (about an hour on 2 cores)

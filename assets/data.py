@@ -1,5 +1,5 @@
 """The data-stage assets (section 4, A.2.1, A.2.2): raw_corpus -> spacy_word_labels
-(partitioned by shard) -> tokenizer -> token_shards -> lmlm_judge_labels."""
+(partitioned by shard) -> tokenizer -> token_shards (partitioned by shard) -> lmlm_judge_labels."""
 
 
 import os
@@ -8,10 +8,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -20,19 +20,19 @@ from dagster import (
 )
 
 from assets.metadata import md_plot, md_table
-from assets.partitions import NUM_SHARDS, shard_partitions
+from assets.partitions import NUM_SHARDS, shard_backfill, shard_partitions
 from assets.resources import LacyStorage
 from pipelines import align, corpus, facts, judge, synthetic, word_labels
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
 from pipelines.classes import CLASS_NAMES
-from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
+from pipelines.corpus import CorpusConfig, read_corpus_shard, write_corpus
 from pipelines.facts import DEFAULT_SPACY_MODEL, ORG_KEYWORDS, RULES, LabelerConfig
 from pipelines.files import code_fingerprint, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.presets import data_preset
-from pipelines.shards import MANIFEST, shard_name
-from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, verify_shard
+from pipelines.shards import MANIFEST, file_metadata, shard_name
+from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, tokenize_shards, verify_shard, write_manifest
 from pipelines.tokenizer import MODEL_FILE, Tokenizer, TokenizerConfig, tokenizer_summary, train_tokenizer
 from pipelines.word_labels import label_shards
 
@@ -49,11 +49,10 @@ class RawCorpusConfig(Config):
 def raw_corpus(context: AssetExecutionContext, config: RawCorpusConfig, storage: LacyStorage) -> MaterializeResult:
     """Documents with stable doc_id, title, text, source and a deterministic 90/10 split, in corpus shards."""
     corpus_config = CorpusConfig(tuple(config.sources), config.validation_fraction, config.min_stopword_fraction)
-    table, report = build_corpus(corpus_config)
-    manifest = write_corpus(table, report, storage.path("corpus"), NUM_SHARDS, corpus_config)
+    manifest = write_corpus(corpus_config, storage.path("corpus"), NUM_SHARDS, context.log.info)
     buckets = synthetic.write_beside_corpus(config.sources, storage.path("corpus"), config.validation_fraction)
     context.log.info(f"{manifest['documents']} documents, skipped {manifest['skipped'] or 'none'}")
-    titles = table.column("title").to_pylist()[:8]
+    titles = read_corpus_shard(storage.path("corpus"), 0, ["title"]).column("title").to_pylist()[:8]
     return MaterializeResult(
         metadata={
             "documents": manifest["documents"],
@@ -82,7 +81,7 @@ class WordLabelsConfig(Config):
     group_name="data",
     deps=[raw_corpus],
     partitions_def=shard_partitions,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=data_preset().shards_per_run),
+    backfill_policy=shard_backfill,
     code_version=code_fingerprint(facts, word_labels),
 )
 def spacy_word_labels(context: AssetExecutionContext, config: WordLabelsConfig, storage: LacyStorage) -> MaterializeResult:
@@ -141,33 +140,54 @@ def tokenizer(context: AssetExecutionContext, config: TokenizerAssetConfig, stor
     )
 
 
-@asset(group_name="data", deps=[spacy_word_labels, tokenizer], code_version=code_fingerprint(align, token_shards_module))
+@asset(
+    group_name="data",
+    deps=[spacy_word_labels, tokenizer],
+    partitions_def=shard_partitions,
+    backfill_policy=shard_backfill,
+    code_version=code_fingerprint(align, token_shards_module),
+)
 def token_shards(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
-    """Parquet shards of input_ids with each token's class inherited from its word, and a manifest."""
+    """Parquet shards of input_ids with each token's class inherited from its word. The run
+    that completes the last current shard writes the manifest the trainer reads."""
     t0 = time.perf_counter()
-    manifest = build_token_shards(
-        storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE), storage.path("token_shards"), context.log.info
-    )
+    shards = [int(k) for k in context.partition_keys]
+    inputs = (storage.path("corpus"), storage.path("spacy_word_labels"), storage.path("tokenizer", MODEL_FILE))
+    stats = tokenize_shards(*inputs, storage.path("token_shards"), shards, context.log.info)
+    manifest = write_manifest(*inputs, storage.path("token_shards"))
+    tokens = sum(s["tokens"] for s in stats)
+    metadata = {
+        "shards": MetadataValue.json(shards),
+        "shard_documents": sum(s["docs"] for s in stats),
+        "shard_tokens": tokens,
+        "shard_fact_fraction": round(sum(s["classes"]["fact"] for s in stats) / max(tokens, 1), 4),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if isinstance(manifest, list):
+        context.log.info(f"the manifest waits on shards {manifest}")
+        return MaterializeResult(metadata={**metadata, "waiting_on_shards": MetadataValue.json(manifest)})
+    return MaterializeResult(metadata={**metadata, **_token_dataset_metadata(manifest, storage)})
+
+
+def _token_dataset_metadata(manifest: dict, storage: LacyStorage) -> dict:
+    """The whole dataset's counts and plots, once its manifest is written."""
     tokens = manifest["tokens"]
     fractions = {k: v / max(tokens, 1) for k, v in manifest["classes"].items()}
-    return MaterializeResult(
-        metadata={
-            "documents": manifest["docs"],
-            "tokens": tokens,
-            "tokens_per_split": MetadataValue.json(manifest["tokens_per_split"]),
-            "fact_fraction": round(manifest["fact_fraction"], 4),
-            "paper_fact_fraction": PAPER_FACT_FRACTION,
-            "token_fractions": MetadataValue.json({k: round(v, 4) for k, v in fractions.items()}),
-            "fact_fraction_by_document_length": md_table(
-                [{"document tokens": b, **manifest["fact_fraction_by_length"][b]} for b in LENGTH_BUCKETS if b in manifest["fact_fraction_by_length"]]
-            ),
-            "median_document_tokens": float(np.median(_document_lengths(storage))),
-            "fact_fraction_per_document": _fact_fraction_plot(storage),
-            "fingerprint": manifest["fingerprint"],
-            "path": MetadataValue.path(str(storage.path("token_shards"))),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-    )
+    return {
+        "documents": manifest["docs"],
+        "tokens": tokens,
+        "tokens_per_split": MetadataValue.json(manifest["tokens_per_split"]),
+        "fact_fraction": round(manifest["fact_fraction"], 4),
+        "paper_fact_fraction": PAPER_FACT_FRACTION,
+        "token_fractions": MetadataValue.json({k: round(v, 4) for k, v in fractions.items()}),
+        "fact_fraction_by_document_length": md_table(
+            [{"document tokens": b, **manifest["fact_fraction_by_length"][b]} for b in LENGTH_BUCKETS if b in manifest["fact_fraction_by_length"]]
+        ),
+        "median_document_tokens": float(np.median(_document_lengths(storage))),
+        "fact_fraction_per_document": _fact_fraction_plot(storage),
+        "fingerprint": manifest["fingerprint"],
+        "path": MetadataValue.path(str(storage.path("token_shards"))),
+    }
 
 
 def _document_lengths(storage: LacyStorage) -> np.ndarray:
@@ -194,13 +214,13 @@ def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:
     return md_plot(fig, storage.path("token_shards", "fact_fraction_per_document.png"))
 
 
-@asset_check(asset=token_shards, blocking=True)  # a failure stops the run's downstream steps (training)
-def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
-    """input_ids and token_class have equal lengths; ids are text ids (never <CALL>); tokens
-    decode back to each document exactly."""
-    tok = Tokenizer(storage.path("token_shards"))
+@asset_check(asset=token_shards, partitions_def=shard_partitions, blocking=True)  # a failure stops the run's downstream steps
+def token_shards_aligned(context: AssetCheckExecutionContext, storage: LacyStorage) -> AssetCheckResult:
+    """The run's shards: input_ids and token_class have equal lengths; ids are text ids (never
+    <CALL>); tokens decode back to each document exactly."""
+    tok = Tokenizer(storage.path("tokenizer", MODEL_FILE))
     rows = tokens = not_round_tripping = 0
-    for k in range(read_json(storage.path("corpus", MANIFEST))["num_shards"]):
+    for k in (int(key) for key in context.partition_keys):
         result = verify_shard(storage.path("token_shards", shard_name(k)), tok, storage.path("corpus"), k)
         rows, tokens = rows + result["rows"], tokens + result["tokens"]
         not_round_tripping += result["docs_not_round_tripping"]
@@ -210,11 +230,12 @@ def token_shards_aligned(storage: LacyStorage) -> AssetCheckResult:
     )
 
 
-@asset_check(asset=token_shards)
-def fact_fraction(storage: LacyStorage) -> AssetCheckResult:
-    """Reports the fraction of tokens labelled fact (the paper reports about 25% on dwiki);
-    warns outside 10-50%."""
-    value = read_json(storage.path("token_shards", MANIFEST))["fact_fraction"]
+@asset_check(asset=token_shards, partitions_def=shard_partitions)
+def fact_fraction(context: AssetCheckExecutionContext, storage: LacyStorage) -> AssetCheckResult:
+    """Reports the fraction of the run's shards' tokens labelled fact (the paper reports about
+    25% on dwiki); warns outside 10-50%."""
+    stats = [file_metadata(storage.path("token_shards", shard_name(int(k)))) for k in context.partition_keys]
+    value = sum(s["classes"]["fact"] for s in stats) / max(sum(s["tokens"] for s in stats), 1)
     return AssetCheckResult(
         passed=0.10 <= value <= 0.50,
         severity=AssetCheckSeverity.WARN,
@@ -279,8 +300,7 @@ def extra_token_shards(context: AssetExecutionContext, config: ExtraTokenShardsC
     tokenized with the corpus tokenizer and unlabeled: the paper's reference model is trained
     longer on more data."""
     corpus_config = CorpusConfig(tuple(config.sources))
-    table, report = build_corpus(corpus_config)
-    corpus = write_corpus(table, report, storage.path("extra_corpus"), NUM_SHARDS, corpus_config)
+    corpus = write_corpus(corpus_config, storage.path("extra_corpus"), NUM_SHARDS, context.log.info)
     manifest = build_token_shards(storage.path("extra_corpus"), None, storage.path("tokenizer", MODEL_FILE), storage.path("extra_token_shards"), context.log.info)
     return MaterializeResult(
         metadata={
@@ -295,4 +315,5 @@ def extra_token_shards(context: AssetExecutionContext, config: ExtraTokenShardsC
 
 
 DATA_ASSETS = [raw_corpus, spacy_word_labels, tokenizer, token_shards, lmlm_judge_labels, extra_token_shards]
-DATA_CHECKS = [token_shards_aligned, fact_fraction, judge_labels_aligned]
+SHARD_CHECKS = [token_shards_aligned, fact_fraction]  # partitioned as token_shards: in the runs of its shards
+DATA_CHECKS = [*SHARD_CHECKS, judge_labels_aligned]

@@ -1,7 +1,7 @@
 """Partitions: corpus shards (static, from the data preset) and checkpoints (dynamic: one per
 complete checkpoint under the models root, keyed by its path there)."""
 
-from dagster import DagsterInstance, DynamicPartitionsDefinition, StaticPartitionsDefinition
+from dagster import BackfillPolicy, DagsterInstance, DynamicPartitionsDefinition, StaticPartitionsDefinition
 
 from assets.resources import LacyStorage
 from pipelines.presets import data_preset
@@ -9,6 +9,8 @@ from trainer.checkpoint import list_checkpoints
 
 NUM_SHARDS = data_preset().num_shards
 shard_partitions = StaticPartitionsDefinition([f"{k:04d}" for k in range(NUM_SHARDS)])
+# a backfill of the shard-partitioned stages runs as runs of at most k shards (a run launcher spreads them)
+shard_backfill = BackfillPolicy.multi_run(max_partitions_per_run=data_preset().shards_per_run)
 
 checkpoint_partitions = DynamicPartitionsDefinition(name="checkpoints")
 

@@ -35,13 +35,12 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/bench/labeling.json", help="where the numbers go (comparison_report's Table 2 reads them)")
     args = parser.parse_args()
 
-    table, report = build_corpus(CorpusConfig())
-    texts = table.column("text").to_pylist()
+    texts = build_corpus(CorpusConfig())[0].column("text").to_pylist()
     labeler = FactLabeler()
     print(f"{len(texts)} documents, {sum(map(len, texts))} characters; spaCy components: {labeler.nlp.pipe_names}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_corpus(table, report, tmp / "corpus", 1, CorpusConfig())
+        write_corpus(CorpusConfig(), tmp / "corpus", 1)
         tokenizer = train_tokenizer(texts, tmp / "tokenizer", TokenizerConfig(vocab_size=args.vocab_size))
         bare, full = [], []
         for r in range(args.rounds):

@@ -20,13 +20,11 @@ The last line: `rss_20x_vs_1x=<worse of the cold and warm ratios>`.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from peak_memory import child_peak_mib, vm_hwm_kib
 
 EMBEDDED_TRAIN_TOKENS = 270_000  # trainer.presets: the embedded corpus' train split
 MEDIAN_DOC_TOKENS = 254
@@ -64,21 +62,12 @@ def write_corpus(out: Path, tokenizer: Path, scale: int, seed: int = 0) -> tuple
     return data, ref, sum(d[1] == "train" for d in docs), train_tokens
 
 
-def peak_rss_mb(data: Path, ref: Path, out: Path) -> float:
-    """A training rank's peak resident set, in a fresh process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, __file__, "--rank", str(data), str(ref), str(out)], env=env,
-                          capture_output=True, text=True, check=True)
-    return int(done.stdout.split()[-1]) / 1024  # KiB
-
-
 def rank(data: str, ref: str, out: str) -> None:
     from trainer.train import TrainConfig, train
 
     train(TrainConfig(method=METHOD, data=(data,), ref_losses=(ref,), out=out, preset="smoke", max_steps=STEPS),
           log=lambda _: None)
-    status = Path("/proc/self/status").read_text()
-    print(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    print(vm_hwm_kib())
 
 
 def main() -> None:
@@ -95,7 +84,7 @@ def main() -> None:
         tokenizer = synthetic_tokenizer(tmp / "tokenizer")
         for scale in SCALES:
             data, ref, docs, tokens = write_corpus(tmp / f"{scale}x", tokenizer, scale)
-            cold, warm = (peak_rss_mb(data, ref, tmp / f"{scale}x" / run) for run in ("cold", "warm"))
+            cold, warm = (child_peak_mib(__file__, "--rank", str(data), str(ref), str(tmp / f"{scale}x" / run)) for run in ("cold", "warm"))
             peaks[scale] = cold, warm
             print(f"{scale:2d}x: {docs} train documents, {tokens / 1e6:.2f}M tokens ({tokens * BYTES_PER_TOKEN / 2**20:.1f} MiB "
                   f"of per-token arrays): peak RSS of a {METHOD} rank ({STEPS} smoke steps) {cold:.1f} MiB cold, {warm:.1f} MiB warm")

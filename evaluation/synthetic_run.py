@@ -30,7 +30,7 @@ from evaluation.checkpoint import load_checkpoint
 from evaluation.synthetic import KnowledgeBase, KnowledgeBasePartner, SyntheticEvalConfig, evaluate_synthetic
 from evaluation.synthetic_report import write_report
 from evaluation.validation import ValidationConfig, evaluate_validation
-from pipelines.corpus import CorpusConfig, build_corpus, read_corpus_shard, write_corpus
+from pipelines.corpus import CorpusConfig, read_corpus_shard, write_corpus
 from pipelines.facts import LabelerConfig
 from pipelines.files import read_json, write_json
 from pipelines.judge import build_judge_labels
@@ -88,8 +88,7 @@ class Testbed:
 
     def corpus(self) -> None:
         corpus_config = CorpusConfig((self.config.source,))
-        table, report = build_corpus(corpus_config)
-        write_corpus(table, report, self.path("corpus"), self.config.num_shards, corpus_config)
+        write_corpus(corpus_config, self.path("corpus"), self.config.num_shards, self.log)
         write_beside_corpus([self.config.source], self.path("corpus"), corpus_config.validation_fraction)
 
     def tokenizer(self) -> None:

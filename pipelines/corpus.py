@@ -4,22 +4,31 @@ dataset. Bad records fail with the file and record named, or are skipped and cou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from pipelines.files import RecordError, atomic_path, clean_stale_tmp, fingerprint, iter_jsonl, read_json_file, write_json
-from pipelines.shards import MANIFEST, read_table, shard_name, write_table
+from pipelines.files import (
+    RecordError,
+    atomic_path,
+    clean_stale_tmp,
+    file_sha256,
+    fingerprint,
+    iter_jsonl,
+    read_json_file,
+    write_json,
+)
+from pipelines.shards import MANIFEST, read_table, shard_name, table_writer
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data" / "embedded"
 LMLM_FILES = (  # the 830 Llama-annotated articles first, then the GPT-4o ones (71 repeat)
@@ -65,13 +74,15 @@ class CorpusConfig:
 class CorpusReport:
     documents: Counter = field(default_factory=Counter)  # per source
     splits: Counter = field(default_factory=Counter)
-    skipped: list[dict] = field(default_factory=list)  # {"origin", "reason"}
+    skips: Counter = field(default_factory=Counter)  # per reason
+    skipped: list[dict] = field(default_factory=list)  # {"origin", "reason"}; `write_corpus` drains it to skipped.jsonl
 
-    def skip(self, record: Record, reason: str) -> None:
-        self.skipped.append({"origin": record.origin, "reason": reason})
+    def skip(self, origin: str, reason: str) -> None:
+        self.skips[reason] += 1
+        self.skipped.append({"origin": origin, "reason": reason})
 
     def skip_counts(self) -> dict[str, int]:
-        return dict(Counter(s["reason"] for s in self.skipped))
+        return dict(self.skips)
 
 
 def doc_id_for(text: str) -> str:
@@ -133,7 +144,8 @@ def _is_data_file(p: Path) -> bool:
 
 def _read_file(path: Path) -> Iterator[Record]:
     if path.name.endswith(".parquet"):
-        yield from _read_rows(pq.read_table(path).to_pylist(), str(path), "row")
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)  # a row group at a time, not the file
+        yield from _read_rows((row for batch in batches for row in batch.to_pylist()), str(path), "row")
     elif path.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.xz")):
         yield from _read_jsonl(path)
     else:
@@ -173,7 +185,7 @@ def _read_hf(spec: str) -> Iterator[Record]:
 
     name, _, split = spec.partition("@")
     try:
-        ds = datasets.load_dataset(name, split=split or "train")
+        ds = datasets.load_dataset(name, split=split or "train", streaming=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the source named
         raise CorpusError(f"hf:{spec}: could not load the dataset ({type(e).__name__}: {e})") from e
     yield from _read_rows(ds, f"hf:{spec}", "row")
@@ -207,70 +219,153 @@ def _read_leads(path: Path) -> Iterator[Record]:
 
 # ---------------------------------------------------------------- the corpus
 
+SPILL_SCHEMA = CORPUS_SCHEMA.append(pa.field("origin", pa.string())).append(pa.field("text_hash", pa.string()))
+SPILL_BYTES = 64 << 20  # characters of text buffered before a row group is written
 
-def build_corpus(config: CorpusConfig) -> tuple[pa.Table, CorpusReport]:
-    """Read every source, drop empty, duplicate and non-English documents (counted in the
-    report), and assign the deterministic split. Conflicting doc_ids are an error."""
-    report = CorpusReport()
-    columns: dict[str, list[str]] = {name: [] for name in CORPUS_SCHEMA.names}
-    origin_of: dict[str, tuple[str, str]] = {}  # doc_id -> (origin, text hash)
+
+def iter_documents(config: CorpusConfig, report: CorpusReport) -> Iterator[dict]:
+    """The records of every source in reading order, as rows of `SPILL_SCHEMA`, without the
+    empty and non-English ones (counted in the report); duplicates are still there (`dedupe`)."""
     for source in config.sources:
         for rec in read_source(source):
             if not rec.text.strip():
-                report.skip(rec, "empty")
+                report.skip(rec.origin, "empty")
                 continue
             frac, n_words = english_stopword_fraction(rec.text)
             if n_words >= 12 and frac < config.min_stopword_fraction:
-                report.skip(rec, "non_english")
+                report.skip(rec.origin, "non_english")
                 continue
             text_hash = doc_id_for(rec.text)
             doc_id = rec.doc_id or text_hash
-            if doc_id in origin_of:
-                first_origin, first_hash = origin_of[doc_id]
-                if first_hash != text_hash:
-                    raise CorpusError(
-                        f"{rec.origin}: doc_id {doc_id!r} already used by {first_origin} for a different text"
-                    )
-                report.skip(rec, "duplicate")
-                continue
-            origin_of[doc_id] = (rec.origin, text_hash)
-            split = split_of(doc_id, config.validation_fraction)
             title = rec.title if rec.title is not None else rec.text.strip().split("\n", 1)[0][:200]
-            for name, value in zip(CORPUS_SCHEMA.names, (doc_id, title, rec.text, source, split)):
-                columns[name].append(value)
-            report.documents[source] += 1
-            report.splits[split] += 1
-    if not columns["doc_id"]:
+            split = split_of(doc_id, config.validation_fraction)
+            yield dict(doc_id=doc_id, title=title, text=rec.text, source=source, split=split, origin=rec.origin, text_hash=text_hash)
+
+
+def dedupe(rows: Iterable[dict], report: CorpusReport) -> Iterator[dict]:
+    """The first row of each doc_id (later ones with the same text are counted skips; with
+    another text, an error naming both records). Rows of one doc_id always hash to the same
+    shard, so deduplicating shard by shard is deduplicating the corpus."""
+    first: dict[str, tuple[str, str]] = {}  # doc_id -> (origin, text hash)
+    for row in rows:
+        doc_id = row["doc_id"]
+        if doc_id in first:
+            first_origin, first_hash = first[doc_id]
+            if first_hash != row["text_hash"]:
+                raise CorpusError(f"{row['origin']}: doc_id {doc_id!r} already used by {first_origin} for a different text")
+            report.skip(row["origin"], "duplicate")
+            continue
+        first[doc_id] = (row["origin"], row["text_hash"])
+        report.documents[row["source"]] += 1
+        report.splits[row["split"]] += 1
+        yield row
+
+
+def build_corpus(config: CorpusConfig) -> tuple[pa.Table, CorpusReport]:
+    """The whole corpus in memory (tests, benchmarks, small corpora; `write_corpus` streams)."""
+    report = CorpusReport()
+    table = pa.Table.from_pylist(list(dedupe(iter_documents(config, report), report)), schema=CORPUS_SCHEMA)
+    if not table.num_rows:
         raise CorpusError(f"sources {list(config.sources)}: no usable documents ({report.skip_counts()})")
-    return pa.table(columns, schema=CORPUS_SCHEMA), report
+    return table, report
 
 
-def write_corpus(table: pa.Table, report: CorpusReport, out_dir: str | Path, num_shards: int, config: CorpusConfig) -> dict:
-    """Write `shard-XXXX.parquet` (documents hashed to shards by doc_id), `skipped.jsonl`
-    and the manifest, which is written last: a corpus with a manifest is complete."""
+class _RowBuffer:
+    """Rows waiting to be written as one row group of `writer`."""
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
+        self.writer, self.schema, self.rows, self.text_bytes = writer, schema, [], 0
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        self.text_bytes += len(row["text"])
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows, self.text_bytes = [], 0
+
+
+def write_corpus(config: CorpusConfig, out_dir: str | Path, num_shards: int, log: Callable[[str], None] = lambda _m: None) -> dict:
+    """Stream the sources into `shard-XXXX.parquet` (documents hashed to shards by doc_id, in
+    reading order), `skipped.jsonl` and the manifest, written last: a corpus with a manifest
+    is complete. The records are first spilled to temporary per-shard files, then each shard
+    is deduplicated and written, both in row groups of `SPILL_BYTES` of text, so peak memory
+    is that buffer and one shard's doc_ids, whatever the corpus' size (bench/corpus_memory.py).
+    A shard under `SPILL_BYTES` is one row group, as `write_table` writes it. skipped.jsonl
+    lists the empty and non-English records in reading order, then the duplicates shard by shard."""
     out_dir = Path(out_dir)
     clean_stale_tmp(out_dir)
-    shard = np.array([shard_of(d, num_shards) for d in table.column("doc_id").to_pylist()])
-    shards = []
-    for k in range(num_shards):
-        part = table.take(np.flatnonzero(shard == k))
-        sha = write_table(out_dir / shard_name(k), part)
-        shards.append({"file": shard_name(k), "sha256": sha, "docs": part.num_rows})
-    with atomic_path(out_dir / "skipped.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(s) + "\n" for s in report.skipped))
+    report = CorpusReport()
+    spill_dir = out_dir / ".tmp-spill"
+    shutil.rmtree(spill_dir, ignore_errors=True)
+    with atomic_path(out_dir / "skipped.jsonl") as skipped_tmp, skipped_tmp.open("w") as skipped:
+
+        def drain() -> None:
+            skipped.writelines(json.dumps(s) + "\n" for s in report.skipped)
+            report.skipped.clear()
+
+        try:
+            _spill(iter_documents(config, report), spill_dir, num_shards, drain, log)
+            shards = [_write_shard(dedupe(_read_spill(spill_dir, k), report), out_dir / shard_name(k)) for k in range(num_shards)]
+            drain()
+        finally:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+    documents = sum(s["docs"] for s in shards)
+    if not documents:
+        raise CorpusError(f"sources {list(config.sources)}: no usable documents ({report.skip_counts()})")
     manifest = {
         "fingerprint": fingerprint([s["sha256"] for s in shards]),
         "config": asdict(config),
         "num_shards": num_shards,
-        "shards": shards,
-        "documents": table.num_rows,
+        "shards": [{k: s[k] for k in ("file", "sha256", "docs")} for s in shards],
+        "documents": documents,
         "documents_per_source": dict(report.documents),
         "splits": dict(report.splits),
         "skipped": report.skip_counts(),
-        "characters": int(pc.sum(pc.utf8_length(table.column("text"))).as_py()),
+        "characters": sum(s["characters"] for s in shards),
     }
     write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def _spill(rows: Iterable[dict], spill_dir: Path, num_shards: int, drain: Callable[[], None], log: Callable[[str], None]) -> None:
+    """Append the rows to one temporary Parquet file per shard, all buffers flushed whenever
+    `SPILL_BYTES` of text are buffered."""
+    spill_dir.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        buffers = [_RowBuffer(stack.enter_context(pq.ParquetWriter(spill_dir / shard_name(k), SPILL_SCHEMA)), SPILL_SCHEMA)
+                   for k in range(num_shards)]
+        buffered = records = 0
+        for row in rows:
+            buffers[shard_of(row["doc_id"], num_shards)].append(row)
+            buffered, records = buffered + len(row["text"]), records + 1
+            if buffered >= SPILL_BYTES:
+                for b in buffers:
+                    b.flush()
+                drain()
+                buffered = 0
+                log(f"read {records:,} documents")
+        for b in buffers:
+            b.flush()
+
+
+def _read_spill(spill_dir: Path, shard: int) -> Iterator[dict]:
+    for batch in pq.ParquetFile(spill_dir / shard_name(shard)).iter_batches(batch_size=1024):
+        yield from batch.to_pylist()
+
+
+def _write_shard(rows: Iterable[dict], path: Path) -> dict:
+    docs = characters = 0
+    with table_writer(path, CORPUS_SCHEMA) as writer:
+        buffer = _RowBuffer(writer, CORPUS_SCHEMA)
+        for row in rows:
+            buffer.append(row)  # from_pylist takes the schema's columns
+            docs, characters = docs + 1, characters + len(row["text"])
+            if buffer.text_bytes >= SPILL_BYTES:
+                buffer.flush()
+        buffer.flush()
+    return {"file": path.name, "sha256": file_sha256(path), "docs": docs, "characters": characters}
 
 
 def read_corpus_shard(corpus_dir: str | Path, shard: int, columns: list[str] | None = None) -> pa.Table:

@@ -9,8 +9,9 @@ import hashlib
 import json
 import lzma
 import os
+import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ from typing import Any
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `final` (file or directory) and rename it into place
-    only if the block completes. Leftovers of a killed run start with `.tmp-`."""
+    only if the block completes. Leftovers of a killed run start with `.tmp-`. The name is
+    unique to the writer (pid and a random part: runs in containers share pids), so two runs
+    writing the same file at once each rename a whole file."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
-    _remove(tmp)
+    tmp = final.parent / f".tmp-{os.getpid()}{secrets.token_hex(4)}-{final.name}"
     try:
         yield tmp
         if final.is_dir() and tmp.is_dir():
@@ -83,12 +85,15 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def clean_stale_tmp(directory: str | os.PathLike) -> int:
-    """Remove `.tmp-*` leftovers of killed runs; returns how many were removed."""
+def clean_stale_tmp(directory: str | os.PathLike, names: Iterable[str] | None = None) -> int:
+    """Remove `.tmp-*` leftovers of killed runs; returns how many were removed. With `names`,
+    only those of these files: a run of a partitioned stage owns its shards' files, not the
+    temporary files of runs writing other shards of the same directory."""
     directory = Path(directory)
     if not directory.is_dir():
         return 0
-    stale = list(directory.glob(".tmp-*"))
+    patterns = [".tmp-*"] if names is None else [f".tmp-*-{name}" for name in names]
+    stale = [p for pattern in patterns for p in directory.glob(pattern)]
     for p in stale:
         _remove(p)
     return len(stale)

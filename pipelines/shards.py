@@ -4,7 +4,8 @@ place when complete; readers check lengths and fingerprints and name the file.""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +53,24 @@ def list_array(arrays: Sequence[np.ndarray], value_type: pa.DataType) -> pa.List
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(value_type.to_pandas_dtype(), copy=False)))
 
 
-def write_table(path: str | Path, table: pa.Table, metadata: dict | None = None) -> str:
-    """Write a Parquet file atomically; returns its sha256. The output depends only on the
-    table and metadata, so a rerun on the same inputs writes the same bytes."""
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=["doc_id", "split"], write_statistics=False)
+
+
+@contextmanager
+def table_writer(path: str | Path, schema: pa.Schema, metadata: dict | None = None) -> Iterator[pq.ParquetWriter]:
+    """A Parquet file written one row group per `write_table` call (a stage streams its
+    output through it) and renamed into place only when the block completes."""
     if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"lacy": json.dumps(metadata, sort_keys=True).encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=["doc_id", "split"], write_statistics=False)
+        schema = schema.with_metadata({**(schema.metadata or {}), b"lacy": json.dumps(metadata, sort_keys=True).encode()})
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+        yield writer
+
+
+def write_table(path: str | Path, table: pa.Table, metadata: dict | None = None) -> str:
+    """Write a Parquet file atomically in one row group; returns its sha256. The output
+    depends only on the table and metadata, so a rerun on the same inputs writes the same bytes."""
+    with table_writer(path, table.schema, metadata) as writer:
+        writer.write_table(table)
     return file_sha256(path)
 
 

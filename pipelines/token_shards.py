@@ -72,6 +72,17 @@ def _labels_for(corpus: pa.Table, labels_dir: Path, shard: int) -> pa.Table:
     return labels
 
 
+def shard_inputs(corpus_dir: Path, labels_dir: Path | None, tok: Tokenizer, shard: int) -> dict:
+    """What token shard `shard` is made from; a shard that recorded other inputs is stale."""
+    labels = labels_dir / shard_name(shard) if labels_dir is not None else None
+    return {
+        "tokenizer_sha256": file_sha256(tok.path),
+        "corpus_shard_sha256": read_json(corpus_dir / MANIFEST)["shards"][shard]["sha256"],
+        "labels_fingerprint": file_metadata(labels)["fingerprint"] if labels is not None and labels.exists() else None,
+        "code_fingerprint": code_fingerprint(align, token_shards),
+    }
+
+
 def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, labels_dir: Path | None) -> dict:
     """Tokenize one corpus shard; with `labels_dir`, each token gets its word's class,
     without, every token is UNLABELED (data that only trains the baseline objective)."""
@@ -98,7 +109,7 @@ def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, 
         "tokens": int(lengths.sum()),
         "tokens_per_split": {s: int(lengths[splits == s].sum()) for s in ("train", "validation")},
         "classes": {name: int((cls == c).sum()) for c, name in enumerate(CLASS_NAMES)},
-        "labels_fingerprint": file_metadata(labels_dir / shard_name(shard))["fingerprint"] if labels_dir else None,
+        "inputs": shard_inputs(corpus_dir, labels_dir, tok, shard),
         "by_length": {},  # bucket -> [docs, tokens, fact tokens]
     }
     for n, c in zip(lengths.tolist(), cls_list):
@@ -108,21 +119,44 @@ def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, 
     return stats
 
 
-def build_token_shards(
-    corpus_dir: str | Path, labels_dir: str | Path | None, tokenizer_path: str | Path, out_dir: str | Path, log: Log = print
-) -> dict:
-    """Token shards of every corpus shard, labelled from `labels_dir` (None: unlabeled)."""
+def tokenize_shards(
+    corpus_dir: str | Path, labels_dir: str | Path | None, tokenizer_path: str | Path, out_dir: str | Path, shards: list[int],
+    log: Log = print,
+) -> list[dict]:
+    """Token shards `shards` of the corpus (one partition run of `token_shards` writes its
+    shards; runs of other shards may write the same directory at the same time)."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     labels_dir = Path(labels_dir) if labels_dir is not None else None
-    clean_stale_tmp(out_dir)
+    clean_stale_tmp(out_dir, [shard_name(k) for k in shards])
+    tok = Tokenizer(tokenizer_path)
+    stats = []
+    for k in shards:
+        stats.append(tokenize_shard(corpus_dir, k, tok, out_dir, labels_dir))
+        log(f"token shard {k}: {stats[-1]['docs']} documents, {stats[-1]['tokens']} tokens")
+    return stats
+
+
+def write_manifest(corpus_dir: str | Path, labels_dir: str | Path | None, tokenizer_path: str | Path, out_dir: str | Path) -> dict | list[int]:
+    """The manifest of a dataset whose every shard is there and current (made from the
+    corpus, labels, tokenizer and code of now), written with a copy of the tokenizer; else
+    the shards still missing or stale, and nothing written. Two runs that finish their last
+    shards at once both see every shard, and write the same manifest."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    labels_dir = Path(labels_dir) if labels_dir is not None else None
     corpus_manifest = read_json(corpus_dir / MANIFEST)
     tok = Tokenizer(tokenizer_path)
+    shards, waiting = [], []
+    for k in range(corpus_manifest["num_shards"]):
+        path = out_dir / shard_name(k)
+        stats = file_metadata(path) if path.exists() else {}
+        if not stats or stats.get("inputs") != shard_inputs(corpus_dir, labels_dir, tok, k):
+            waiting.append(k)
+            continue
+        shards.append({**stats, "sha256": file_sha256(path)})
+    if waiting:
+        return waiting
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         shutil.copyfile(tok.path, tmp)
-    shards = []
-    for k in range(corpus_manifest["num_shards"]):
-        shards.append(tokenize_shard(corpus_dir, k, tok, out_dir, labels_dir))
-        log(f"token shard {k}: {shards[-1]['docs']} documents, {shards[-1]['tokens']} tokens")
     total = lambda key: sum(s[key] for s in shards)  # noqa: E731
     classes = {name: sum(s["classes"][name] for s in shards) for name in CLASS_NAMES}
     tokens = total("tokens")
@@ -130,7 +164,7 @@ def build_token_shards(
         "fingerprint": fingerprint(
             file_sha256(tok.path),
             corpus_manifest["fingerprint"],
-            [s["labels_fingerprint"] for s in shards],
+            [s["inputs"]["labels_fingerprint"] for s in shards],
             code_fingerprint(align, token_shards),
         ),
         "corpus_fingerprint": corpus_manifest["fingerprint"],
@@ -146,6 +180,18 @@ def build_token_shards(
         "fact_fraction_by_length": fact_fraction_by_length(shards) if labels_dir is not None else None,
     }
     write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def build_token_shards(
+    corpus_dir: str | Path, labels_dir: str | Path | None, tokenizer_path: str | Path, out_dir: str | Path, log: Log = print
+) -> dict:
+    """Token shards of every corpus shard, labelled from `labels_dir` (None: unlabeled), and the manifest."""
+    shards = list(range(read_json(Path(corpus_dir) / MANIFEST)["num_shards"]))
+    tokenize_shards(corpus_dir, labels_dir, tokenizer_path, out_dir, shards, log)
+    manifest = write_manifest(corpus_dir, labels_dir, tokenizer_path, out_dir)
+    if isinstance(manifest, list):
+        raise ShardError(f"{out_dir}: shards {manifest} changed while they were written (another run?)")
     return manifest
 
 

@@ -97,7 +97,7 @@ def label_shards(
     log: Log = print,
 ) -> list[dict]:
     """Label several shards, in `workers` processes that each load spaCy once."""
-    clean_stale_tmp(out_dir)
+    clean_stale_tmp(out_dir, [shard_name(s) for s in shards])
     if workers <= 1 or len(shards) <= 1:
         labeler = FactLabeler(config)
         return [label_shard(corpus_dir, s, out_dir, labeler, log) for s in shards]

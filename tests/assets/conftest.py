@@ -7,7 +7,16 @@ import lzma
 import pytest
 from dagster import materialize
 
-from assets.data import DATA_CHECKS, extra_token_shards, lmlm_judge_labels, raw_corpus, spacy_word_labels, token_shards, tokenizer
+from assets.data import (
+    SHARD_CHECKS,
+    extra_token_shards,
+    judge_labels_aligned,
+    lmlm_judge_labels,
+    raw_corpus,
+    spacy_word_labels,
+    token_shards,
+    tokenizer,
+)
 from assets.partitions import shard_partitions
 from assets.resources import LacyStorage
 from pipelines.corpus import LMLM_FILES
@@ -30,13 +39,14 @@ def data_assets(tmp_path_factory):
         )
     ]
     for key in shard_partitions.get_partition_keys():
-        results.append(materialize([spacy_word_labels], resources=resources, partition_key=key,
+        results.append(materialize([spacy_word_labels, token_shards, *SHARD_CHECKS], resources=resources, partition_key=key,
                                    run_config={"ops": {"spacy_word_labels": {"config": {"workers": 1}}}}))
+    checks = [c for r in results for c in r.get_asset_check_evaluations()]
     results.append(
         materialize(
-            [token_shards, lmlm_judge_labels, extra_token_shards, *DATA_CHECKS],
+            [lmlm_judge_labels, extra_token_shards, judge_labels_aligned],
             resources=resources,
-            selection=["token_shards", "lmlm_judge_labels", "extra_token_shards"],
+            selection=["lmlm_judge_labels", "extra_token_shards"],
             run_config={"ops": {"lmlm_judge_labels": {"config": {"annotations": str(root / "annotations.jsonl")}},
                                 "extra_token_shards": {"config": {"sources": [str(root / "docs.jsonl")]}}}},
         )
@@ -47,4 +57,4 @@ def data_assets(tmp_path_factory):
         for r in results
         for e in r.get_asset_materialization_events()
     }
-    return storage, root, metadata, results[-1].get_asset_check_evaluations()
+    return storage, root, metadata, checks + results[-1].get_asset_check_evaluations()

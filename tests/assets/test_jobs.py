@@ -21,8 +21,8 @@ ROOT = Path(__file__).parents[2]
 
 STAGES = {
     "corpus_job": {"raw_corpus", "tokenizer"},
-    "word_labels_job": {"spacy_word_labels"},
-    "lacy_job": {"token_shards", "lmlm_judge_labels", "lacy_model"},
+    "shards_job": {"spacy_word_labels", "token_shards"},
+    "lacy_job": {"lmlm_judge_labels", "lacy_model"},
     "reference_job": {"extra_token_shards", "reference_model"},
     "reference_losses_job": {"reference_losses"},
     "methods_job": {f"{m}_model" for m in METHODS},
@@ -46,7 +46,7 @@ def test_each_job_selects_its_stage(job, assets):
 
 
 def test_partitioned_stages():
-    assert defs.resolve_job_def("word_labels_job").partitions_def == shard_partitions
+    assert defs.resolve_job_def("shards_job").partitions_def == shard_partitions
     assert defs.resolve_job_def("evaluation_job").partitions_def == checkpoint_partitions
 
 

@@ -3,7 +3,7 @@ knowledge base beside it), word labels, tokenizer, token shards and knowledge-ba
 
 from dagster import materialize
 
-from assets.data import DATA_CHECKS, lmlm_judge_labels, raw_corpus, spacy_word_labels, token_shards, tokenizer
+from assets.data import SHARD_CHECKS, judge_labels_aligned, lmlm_judge_labels, raw_corpus, spacy_word_labels, token_shards, tokenizer
 from assets.partitions import shard_partitions
 from assets.resources import LacyStorage
 from pipelines.synthetic import ATTRIBUTES, read_knowledge_base
@@ -17,10 +17,9 @@ def test_synthetic_source_through_the_data_assets(tmp_path):
                            run_config={"ops": {"raw_corpus": {"config": {"sources": [SOURCE]}},
                                                "tokenizer": {"config": {"vocab_size": 400}}}})]
     for key in shard_partitions.get_partition_keys():
-        results.append(materialize([spacy_word_labels], resources=resources, partition_key=key,
+        results.append(materialize([spacy_word_labels, token_shards, *SHARD_CHECKS], resources=resources, partition_key=key,
                                    run_config={"ops": {"spacy_word_labels": {"config": {"workers": 1}}}}))
-    results.append(materialize([token_shards, lmlm_judge_labels, *DATA_CHECKS], resources=resources,
-                               selection=["token_shards", "lmlm_judge_labels"],
+    results.append(materialize([lmlm_judge_labels, judge_labels_aligned], resources=resources,
                                run_config={"ops": {"lmlm_judge_labels": {"config": {"annotations": SOURCE}}}}))
     assert all(r.success for r in results)
     metadata = {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
@@ -32,4 +31,4 @@ def test_synthetic_source_through_the_data_assets(tmp_path):
     judge = metadata["lmlm_judge_labels"]
     assert judge["annotated_documents"] == documents
     assert judge["lookups"] == judge["values_placed"] == documents * len(ATTRIBUTES) and judge["values_unplaced"] == 0
-    assert all(c.passed for c in results[-1].get_asset_check_evaluations())
+    assert all(c.passed for r in results for c in r.get_asset_check_evaluations())

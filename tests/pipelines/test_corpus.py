@@ -8,7 +8,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.corpus import CorpusConfig, CorpusError, build_corpus, doc_id_for, read_source, split_of, write_corpus
+from pipelines import corpus
+from pipelines.corpus import (
+    CorpusConfig,
+    CorpusError,
+    build_corpus,
+    doc_id_for,
+    read_corpus_shard,
+    read_source,
+    shard_of,
+    split_of,
+    write_corpus,
+)
 from pipelines.files import RecordError, read_json, read_json_file
 
 ENGLISH = "The river flows through the old town and it is known for the bridges that were built in the past."
@@ -118,9 +129,39 @@ def test_hugging_face_source_from_a_local_directory(tmp_path):
 
 
 def test_corpus_shards_and_manifest(tmp_path):
-    table, report = build_corpus(CorpusConfig())
-    manifest = write_corpus(table, report, tmp_path, 3, CorpusConfig())
+    manifest = write_corpus(CorpusConfig(), tmp_path, 3)
     assert sum(s["docs"] for s in manifest["shards"]) == 834
     assert read_json(tmp_path / "manifest.json")["fingerprint"] == manifest["fingerprint"]
-    again = write_corpus(table, report, tmp_path, 3, CorpusConfig())
+    again = write_corpus(CorpusConfig(), tmp_path, 3)
     assert again["fingerprint"] == manifest["fingerprint"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # the spill files are gone
+
+
+def test_streamed_shards_equal_the_in_memory_corpus(tmp_path, monkeypatch):
+    """Spilled in many small row groups, the shards hold the in-memory corpus' rows in its
+    order, deduplicated shard by shard; skipped.jsonl has every skip."""
+    monkeypatch.setattr(corpus, "SPILL_BYTES", 2000)  # a spill every few documents
+    rows = [{"text": f"{ENGLISH} Number {i}."} for i in range(40)]
+    rows[7] = {"text": " "}
+    rows[30] = rows[12]
+    rows[35] = {"id": "t", "text": ENGLISH}
+    rows[38] = {"id": "t", "text": ENGLISH}
+    path = jsonl(tmp_path / "docs.jsonl", rows)
+    config = CorpusConfig(sources=(str(path),))
+    manifest = write_corpus(config, tmp_path / "corpus", 3)
+    table, report = build_corpus(config)
+    shards = [read_corpus_shard(tmp_path / "corpus", k) for k in range(3)]
+    ids = table.column("doc_id").to_pylist()
+    for k, shard in enumerate(shards):
+        assert shard.to_pylist() == [r for r in table.to_pylist() if shard_of(r["doc_id"], 3) == k]
+    assert sum(s.num_rows for s in shards) == len(ids) == manifest["documents"] == 37
+    assert manifest["skipped"] == report.skip_counts() == {"empty": 1, "duplicate": 2}
+    skipped = [json.loads(line)["origin"] for line in (tmp_path / "corpus" / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(skipped) == sorted(s["origin"] for s in report.skipped)
+
+
+def test_conflicting_doc_ids_are_an_error_when_streamed(tmp_path):
+    path = jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": ENGLISH}, {"id": "a", "text": "Other " + ENGLISH}])
+    with pytest.raises(CorpusError, match=r"docs\.jsonl:line 2: doc_id 'a' already used by .*line 1"):
+        write_corpus(CorpusConfig(sources=(str(path),)), tmp_path / "corpus", 2)
+    assert not (tmp_path / "corpus" / "manifest.json").exists()

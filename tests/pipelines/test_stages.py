@@ -15,7 +15,7 @@ from pipelines.facts import LabelerConfig
 from pipelines.files import file_sha256, read_json
 from pipelines.judge import build_judge_labels
 from pipelines.shards import ShardError, check_equal_lengths, read_manifest, shard_name
-from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, length_bucket, verify_shard
+from pipelines.token_shards import LENGTH_BUCKETS, build_token_shards, length_bucket, tokenize_shards, verify_shard, write_manifest
 from pipelines.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from pipelines.word_labels import label_shard, label_shards
 
@@ -34,9 +34,8 @@ def small_corpus(tmp_path_factory):
 
 def run_stages(root, out, labeler):
     config = CorpusConfig(sources=(str(root / "docs.jsonl"),))
-    table, report = build_corpus(config)
-    write_corpus(table, report, out / "corpus", N_SHARDS, config)
-    train_tokenizer(table.column("text").to_pylist(), out / "tokenizer", TokenizerConfig(vocab_size=600))
+    write_corpus(config, out / "corpus", N_SHARDS)
+    train_tokenizer(build_corpus(config)[0].column("text").to_pylist(), out / "tokenizer", TokenizerConfig(vocab_size=600))
     for k in range(N_SHARDS):
         label_shard(out / "corpus", k, out / "labels", labeler, log=lambda _m: None)
     tokens = build_token_shards(out / "corpus", out / "labels", out / "tokenizer" / "tokenizer.model", out / "tokens", log=lambda _m: None)
@@ -59,6 +58,20 @@ def test_token_shards_line_up_with_labels_and_text(built):
         result = verify_shard(out / "tokens" / shard_name(k), tok, out / "corpus", k)
         assert result["docs_not_round_tripping"] == 0
     read_manifest(out / "tokens")  # every listed shard present with its sha256
+
+
+def test_shard_by_shard_token_shards_give_the_same_manifest_once_every_shard_is_current(built, tmp_path):
+    """token_shards partition runs: no manifest while a shard is missing or was made from other
+    inputs (here: another tokenizer); the last current shard completes the same manifest."""
+    out, manifest, _ = built
+    inputs = (out / "corpus", out / "labels", out / "tokenizer" / "tokenizer.model")
+    tokenize_shards(*inputs, tmp_path, [1], log=lambda _m: None)
+    assert write_manifest(*inputs, tmp_path) == [0] and not (tmp_path / "manifest.json").exists()
+    tokenize_shards(*inputs, tmp_path, [0], log=lambda _m: None)
+    assert write_manifest(*inputs, tmp_path) == manifest
+    texts = [t for k in range(N_SHARDS) for t in pq.read_table(out / "corpus" / shard_name(k)).column("text").to_pylist()]
+    other = train_tokenizer(texts, tmp_path / "other", TokenizerConfig(vocab_size=550))
+    assert write_manifest(inputs[0], inputs[1], other, tmp_path) == [0, 1]
 
 
 def test_judge_labels_are_aligned_and_reported(built):
@@ -116,12 +129,10 @@ def test_parallel_workers_write_the_same_labels(built, tmp_path):
 def test_a_crash_mid_write_leaves_no_complete_looking_file(built, labeler, tmp_path, monkeypatch):
     out, *_ = built
 
-    def crash(table, where, **kwargs):
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half a file")
+    def crash(writer, table, *args, **kwargs):  # the file is open, its header written
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(shards_module.pq, "write_table", crash)
+    monkeypatch.setattr(shards_module.pq.ParquetWriter, "write_table", crash)
     with pytest.raises(KeyboardInterrupt):
         label_shard(out / "corpus", 0, tmp_path, labeler, log=lambda _m: None)
     assert list(tmp_path.iterdir()) == []

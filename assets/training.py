@@ -71,6 +71,7 @@ class TrainingConfig(Config):
     call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
     tensorboard: bool = False  # also write TensorBoard scalars under <run dir>/tensorboard/
     wandb_project: str | None = None  # also log to this W&B project (needs wandb)
+    fused_adamw: bool = False  # the fused AdamW kernel on CPU too (CUDA always uses it): faster, not bit-identical
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
@@ -114,13 +115,14 @@ def _train(
         flags += ["--save-every", str(config.save_every)]
     flags += ["--tensorboard"] if config.tensorboard else []
     flags += ["--wandb-project", config.wandb_project] if config.wandb_project else []
+    flags += ["--fused-adamw"] if config.fused_adamw else []
     command, env = _torchrun(config.nproc_per_node, "assets.pipes_train", flags)
     context.log.info(" ".join(command))
     invocation = yield from _run_observed(context, pipes, command, env, run_dir / METRICS_FILE)
     result = invocation.get_materialize_result()
     final = latest_checkpoint(run_dir)
     write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
-    metrics = _read_metrics(run_dir / METRICS_FILE)
+    metrics = MetricsTail(run_dir / METRICS_FILE).new_rows()
     yield MaterializeResult(
         metadata={
             **(result.metadata or {}),
@@ -144,6 +146,36 @@ def _torchrun(nproc_per_node: int, module: str, flags: list[str]) -> tuple[list[
     return command, {"OMP_NUM_THREADS": str(threads)}
 
 
+class MetricsTail:
+    """The complete lines appended to a metrics.jsonl since the last call, so that a long run's
+    file is not re-read at every poll. A resumed trainer rewrites the file in place: when it
+    shrank, or the new bytes do not parse, it is read again from the start (callers skip the
+    steps they have seen)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def new_rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        start = self.offset
+        with self.path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) < start:
+                start = 0
+            f.seek(start)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # the trainer may be writing the last line
+        try:
+            rows = [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if start == 0:
+                raise
+            self.offset = 0
+            return self.new_rows()
+        self.offset = start + len(complete)
+        return rows
+
+
 def _run_observed(
     context: AssetExecutionContext, pipes: PipesSubprocessClient, command: list[str], env: dict[str, str], metrics: Path
 ) -> Iterator[AssetObservation]:
@@ -152,13 +184,14 @@ def _run_observed(
     with open_pipes_session(context=context, context_injector=pipes.context_injector,
                             message_reader=pipes.message_reader) as session:
         process = subprocess.Popen(command, cwd=pipes.cwd, env={**os.environ, **pipes.env, **env, **session.get_bootstrap_env_vars()})
+        tail = MetricsTail(metrics)
         # a retry resumes in the same run directory: its steps up to the failure were observed
-        observed = max((row["step"] for row in _read_metrics(metrics)), default=0)
+        observed = max((row["step"] for row in tail.new_rows()), default=0)
         try:
             while process.poll() is None:
                 time.sleep(POLL_SECONDS)
-                observed = yield from _observe(context, metrics, observed)
-            yield from _observe(context, metrics, observed)
+                observed = yield from _observe(context, tail, observed)
+            yield from _observe(context, tail, observed)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
@@ -171,20 +204,14 @@ def _run_observed(
     return PipesClientCompletedInvocation(session)
 
 
-def _observe(context: AssetExecutionContext, metrics: Path, after: int) -> Iterator[AssetObservation]:
-    """The logged steps past `after` as observations; returns the last step observed."""
-    for row in _read_metrics(metrics):
+def _observe(context: AssetExecutionContext, tail: MetricsTail, after: int) -> Iterator[AssetObservation]:
+    """The newly logged steps past `after` as observations; returns the last step observed."""
+    for row in tail.new_rows():
         if row["step"] > after:
             values = {k: float(row[k]) for k in OBSERVED if row.get(k) is not None}
             yield AssetObservation(asset_key=context.asset_key, metadata={"step": int(row["step"]), **values})
             after = row["step"]
     return after
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    """The complete lines of a metrics.jsonl (the trainer may be writing the last one)."""
-    lines = path.read_text().split("\n")[:-1] if path.exists() else []
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _final_losses(metrics: list[dict]) -> dict:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_step import OurTrainer, flops_per_token, measure, paired_ratio, peak_bf16_flops
+from train_step import OurTrainer, flops_per_token, measure, paired_ratios, peak_bf16_flops
 
 from trainer.presets import RunSettings, get_preset
 from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset
@@ -57,7 +57,7 @@ def step_times(settings: RunSettings, vocab: int, rounds: int, steps: int, devic
         s = statistics.median(ts)
         out[method] = {"step_s": s, "step_s_per_round": ts, "tokens_per_s": tokens / s, "tflops": flops * tokens / s / 1e12,
                        "mfu": flops * tokens / s / peak if peak else None}
-    out["lacy_vs_baseline_step"] = paired_ratio(times, "lacy", "baseline")
+    out["lacy_vs_baseline_step"] = statistics.median(paired_ratios(times, "lacy", "baseline"))
     if device.type == "cuda":
         out["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out

@@ -7,12 +7,15 @@ Sizes: `embedded` (the embedded preset: tiny model, vocabulary 4,097, micro-batc
 and `334m-shaped` (the real 334m width and depth and the paper's 32,001 vocabulary, but a
 micro-batch of 1 x 256 on CPU, where a full 4 x 1024 fp32 step would take minutes). Each
 variant runs whole optimizer steps on random tokens with ~38% fact labels (the embedded
-corpus' share) and random reference losses; variants are interleaved within each round and
-ratios are medians over rounds of the same round's times (the machine is shared).
+corpus' share) and random reference losses; variants are interleaved within each round, in an
+order rotated from round to round, and
+each ratio is taken within a round (the machine's load drifts between rounds) and reported as
+its median over rounds with its quartiles, range and the number of rounds above 1.
 
 - baseline / lacy / lacy_renormalized / rho1: `trainer.train.StepRunner` steps, including the
   packed loader (one model and optimizer, switching the method per step); `lacy` trains with the
-  `full` call objective, `lacy_renormalized` with A.4 as printed.
+  `full` call objective, `lacy_renormalized` with A.4 as printed; `baseline_fused` is the
+  baseline step with the fused AdamW kernel (the trainer's default on CUDA only).
 - hf: GPT2LMHeadModel (the exported config, sdpa attention) with `labels=input_ids`,
   AdamW with the same settings, clipping 1.0: the plain loop a researcher would write.
 
@@ -35,7 +38,7 @@ from trainer.masks import get_method
 from trainer.model import GPT, hf_config, model_config
 from trainer.objective import FULL, RENORMALIZED
 from trainer.presets import RunSettings
-from trainer.train import Dist, StepRunner
+from trainer.train import Dist, StepRunner, build_optimizer
 
 FACT_SHARE = 0.38
 
@@ -56,21 +59,24 @@ def synthetic_documents(vocab_size: int, tokens: int, seed: int = 0) -> Document
 
 class OurTrainer:
     """One model, optimizer and loader; `step(method, objective)` runs one optimizer step of a
-    method (the methods share them so that a 334M-shaped run holds one model, not four)."""
+    method (the methods share them so that a 334M-shaped run holds one model, not four).
+    `fused=True` steps with a second AdamW, the fused kernel (on CPU: not the default)."""
 
     def __init__(self, settings: RunSettings, vocab: int, device: torch.device):
         torch.manual_seed(0)
         self.settings = settings
         self.model = GPT(model_config(settings.model_size, vocab, context=settings.context)).to(device)
         self.runner = StepRunner(self.model, settings, get_method("baseline"), FULL, vocab - 1, 0, Dist(device=device))
+        self.optimizers = {False: self.runner.optimizer, True: build_optimizer(self.model, settings, device, fused=True)}
         g = settings.micro_batches_per_step()
         self.tokens_per_step = settings.batch_size * settings.context
         self.loader = PackedLoader(synthetic_documents(vocab, 20 * self.tokens_per_step), settings.context,
                                    settings.micro_batch_size, g, seed=0)
         self.device = device
 
-    def step(self, method: str, objective: str = FULL) -> None:
+    def step(self, method: str, objective: str = FULL, fused: bool = False) -> None:
         self.runner.method, self.runner.call_objective = get_method(method), objective
+        self.runner.optimizer = self.optimizers[fused]
         step, batches = self.loader.next_step()
         sums, _ = self.runner.step(step, [mb.to(self.device) for mb in batches])
         sums[0].item()  # wait for the device
@@ -98,23 +104,36 @@ class HFStep:
 
 
 def measure(variants: dict, rounds: int, steps: int) -> dict[str, list[float]]:
-    """Seconds per step of each variant in each round; variants interleaved within a round
-    so that a round's variants share the machine's load (one warm-up step each first)."""
+    """Seconds per step of each variant in each round. Variants are interleaved within a
+    round so that they share the machine's load, in an order rotated each round: here the
+    position in a round alone moved a step's time by about 5% (one warm-up step each first)."""
     for fn in variants.values():
         fn()
-    times = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
+    names = list(variants)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
             t0 = time.perf_counter()
             for _ in range(steps):
-                fn()
+                variants[name]()
             times[name].append((time.perf_counter() - t0) / steps)
     return times
 
 
-def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over rounds of a's time / b's time in the same round."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def paired_ratios(times: dict[str, list[float]], a: str, b: str) -> list[float]:
+    """a's time / b's time in each round (a ratio above 1: b is faster)."""
+    return [x / y for x, y in zip(times[a], times[b])]
+
+
+def describe(ratios: list[float]) -> str:
+    q1, q2, q3 = quartiles(ratios)
+    return f"{q2:.3f} (quartiles {q1:.3f}-{q3:.3f}, range {min(ratios):.3f}-{max(ratios):.3f}, above 1 in {sum(r > 1 for r in ratios)}/{len(ratios)})"
 
 
 def micro_batch_settings(size: str, b: int, T: int) -> RunSettings:
@@ -126,22 +145,25 @@ def bench_size(label: str, size: str, vocab: int, b: int, T: int, rounds: int, s
     ours = OurTrainer(micro_batch_settings(size, b, T), vocab, device)
     variants = {m: functools.partial(ours.step, m) for m in ("baseline", "lacy", "rho1")}
     variants["lacy_renormalized"] = functools.partial(ours.step, "lacy", RENORMALIZED)
+    variants["baseline_fused"] = functools.partial(ours.step, "baseline", fused=True)
     variants["hf"] = HFStep(size, vocab, b, T, device)
     params = ours.model.num_params()
     times = measure(variants, rounds, steps)
     tokens = b * T
     print(f"[{label}] {size} model ({params / 1e6:.1f}M parameters), vocabulary {vocab}, micro-batch {b} x {T}, "
-          f"{device.type}, {rounds} rounds x {steps} steps")
+          f"{device.type}, {rounds} interleaved rounds x {steps} steps")
     for name, ts in times.items():
-        s = statistics.median(ts)
-        print(f"  {name:17s} {s * 1e3:9.1f} ms/step (median; min {min(ts) * 1e3:.1f})  {tokens / s:9.0f} tokens/s")
-    lacy_ratio, rho1_ratio = paired_ratio(times, "lacy", "baseline"), paired_ratio(times, "rho1", "baseline")
-    renormalized_ratio = paired_ratio(times, "lacy_renormalized", "baseline")
-    ours_hf, lacy_hf = paired_ratio(times, "hf", "baseline"), paired_ratio(times, "hf", "lacy")
-    print(f"  paired medians: lacy/baseline step {lacy_ratio:.3f}  lacy_renormalized/baseline step "
-          f"{renormalized_ratio:.3f}  rho1/baseline step {rho1_ratio:.3f}  "
-          f"ours(baseline)/hf tokens/s {ours_hf:.3f}  ours(lacy)/hf tokens/s {lacy_hf:.3f}")
-    return max(lacy_ratio, renormalized_ratio), ours_hf
+        q1, s, q3 = quartiles(ts)
+        print(f"  {name:17s} {s * 1e3:9.1f} ms/step (median; quartiles {q1 * 1e3:.1f}-{q3 * 1e3:.1f})  {tokens / s:9.0f} tokens/s")
+    print("  paired per-round ratios, median:")
+    pairs = {"lacy/baseline step": ("lacy", "baseline"), "lacy_renormalized/baseline step": ("lacy_renormalized", "baseline"),
+             "rho1/baseline step": ("rho1", "baseline"), "ours(baseline)/hf tokens/s": ("hf", "baseline"),
+             "ours(lacy)/hf tokens/s": ("hf", "lacy"), "ours(baseline, fused AdamW)/hf tokens/s": ("hf", "baseline_fused")}
+    ratios = {name: paired_ratios(times, a, b) for name, (a, b) in pairs.items()}
+    for name, r in ratios.items():
+        print(f"    {name:40s} {describe(r)}")
+    median = {name: statistics.median(r) for name, r in ratios.items()}
+    return max(median["lacy/baseline step"], median["lacy_renormalized/baseline step"]), median["ours(baseline)/hf tokens/s"]
 
 
 def flops_per_token(model: GPT) -> float:
@@ -175,13 +197,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check of the script)")
     p.add_argument("--skip-334m", action="store_true")
+    p.add_argument("--rounds-334m", type=int, default=18, help="interleaved rounds at the 334M shape (~40 s each here)")
     a = p.parse_args()
     cpu = torch.device("cpu")
     torch.set_flush_denormal(True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = [bench_size("embedded", "tiny", 4097, 8, 256, 4 if a.quick else 25, 1, cpu)]
     if not a.skip_334m:
-        results.append(bench_size("334m-shaped", "334m", 32001, 1, 256, 2 if a.quick else 9, 1, cpu))
+        results.append(bench_size("334m-shaped", "334m", 32001, 1, 256, 2 if a.quick else a.rounds_334m, 1, cpu))
     if torch.cuda.is_available():
         gpu_mfu(torch.device("cuda"))
     print(f"lacy_vs_baseline_step={max(r[0] for r in results):.3f} ours_vs_hf_tokens_per_s={min(r[1] for r in results):.3f}")

@@ -166,3 +166,15 @@ def test_cli_call_objective():
     assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
     with pytest.raises(SystemExit):
         parse_args([*common, "--call-objective", "softmax"])
+
+
+def test_fused_adamw_is_recorded_and_trains_as_the_default_up_to_rounding(tmp_path, dataset):
+    weights_of = {}
+    for fused in (False, True):
+        cfg = TrainConfig(method="lacy", data=(str(dataset),), out=str(tmp_path / str(fused)), preset="smoke", max_steps=2,
+                          fused_adamw=fused)
+        final = train(cfg, log=lambda _: None)
+        assert json.loads((final / "lacy.json").read_text())["fused_adamw"] is fused
+        weights_of[fused] = weights(final)
+    foreach, fused = weights_of[False], weights_of[True]
+    assert all(torch.allclose(foreach[k], fused[k], rtol=0, atol=1e-5) for k in foreach)

@@ -31,8 +31,9 @@ def preset_name() -> str:
 def data_preset() -> DataPreset:
     """The preset of `LACY_PRESET`, with `LACY_NUM_SHARDS` and `LACY_SHARDS_PER_RUN` if set."""
     preset = DATA_PRESETS[preset_name()]
-    num_shards = int(os.environ.get("LACY_NUM_SHARDS", preset.num_shards))
-    per_run = int(os.environ.get("LACY_SHARDS_PER_RUN", preset.shards_per_run))
+    # an empty variable counts as unset (docker compose passes `${LACY_NUM_SHARDS:-}` as "")
+    num_shards = int(os.environ.get("LACY_NUM_SHARDS") or preset.num_shards)
+    per_run = int(os.environ.get("LACY_SHARDS_PER_RUN") or preset.shards_per_run)
     if num_shards < 1 or per_run < 1:
         raise ValueError(f"LACY_NUM_SHARDS={num_shards}, LACY_SHARDS_PER_RUN={per_run}: both must be at least 1")
     return DataPreset(preset.vocab_size, num_shards, per_run)

@@ -21,6 +21,9 @@ def test_environment_overrides_the_preset(monkeypatch):
     monkeypatch.setenv("LACY_SHARDS_PER_RUN", "0")
     with pytest.raises(ValueError, match="at least 1"):
         data_preset()
+    monkeypatch.setenv("LACY_NUM_SHARDS", "")  # what docker compose passes for an unset `${LACY_NUM_SHARDS:-}`
+    monkeypatch.setenv("LACY_SHARDS_PER_RUN", "")
+    assert data_preset() == DATA_PRESETS["paper-334m"]
 
 
 def test_a_labeling_backfill_runs_in_runs_of_shards_per_run():

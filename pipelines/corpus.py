@@ -274,16 +274,16 @@ class _RowBuffer:
     """Rows waiting to be written as one row group of `writer`."""
 
     def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
-        self.writer, self.schema, self.rows, self.text_bytes = writer, schema, [], 0
+        self.writer, self.schema, self.rows, self.text_chars = writer, schema, [], 0
 
     def append(self, row: dict) -> None:
         self.rows.append(row)
-        self.text_bytes += len(row["text"])
+        self.text_chars += len(row["text"])
 
     def flush(self) -> None:
         if self.rows:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows, self.text_bytes = [], 0
+            self.rows, self.text_chars = [], 0
 
 
 def write_corpus(config: CorpusConfig, out_dir: str | Path, num_shards: int, log: Callable[[str], None] = lambda _m: None) -> dict:
@@ -362,7 +362,7 @@ def _write_shard(rows: Iterable[dict], path: Path) -> dict:
         for row in rows:
             buffer.append(row)  # from_pylist takes the schema's columns
             docs, characters = docs + 1, characters + len(row["text"])
-            if buffer.text_bytes >= SPILL_BYTES:
+            if buffer.text_chars >= SPILL_BYTES:
                 buffer.flush()
         buffer.flush()
     return {"file": path.name, "sha256": file_sha256(path), "docs": docs, "characters": characters}

@@ -72,18 +72,24 @@ def _labels_for(corpus: pa.Table, labels_dir: Path, shard: int) -> pa.Table:
     return labels
 
 
-def shard_inputs(corpus_dir: Path, labels_dir: Path | None, tok: Tokenizer, shard: int) -> dict:
-    """What token shard `shard` is made from; a shard that recorded other inputs is stale."""
-    labels = labels_dir / shard_name(shard) if labels_dir is not None else None
-    return {
-        "tokenizer_sha256": file_sha256(tok.path),
-        "corpus_shard_sha256": read_json(corpus_dir / MANIFEST)["shards"][shard]["sha256"],
-        "labels_fingerprint": file_metadata(labels)["fingerprint"] if labels is not None and labels.exists() else None,
-        "code_fingerprint": code_fingerprint(align, token_shards),
-    }
+def shard_inputs(corpus_dir: Path, labels_dir: Path | None, tok: Tokenizer) -> Callable[[int], dict]:
+    """What each token shard is made from, by shard (a shard that recorded other inputs is
+    stale); what all shards share is read once."""
+    corpus_shards = read_json(corpus_dir / MANIFEST)["shards"]
+    shared = {"tokenizer_sha256": file_sha256(tok.path), "code_fingerprint": code_fingerprint(align, token_shards)}
+
+    def inputs(shard: int) -> dict:
+        labels = labels_dir / shard_name(shard) if labels_dir is not None else None
+        return {
+            **shared,
+            "corpus_shard_sha256": corpus_shards[shard]["sha256"],
+            "labels_fingerprint": file_metadata(labels)["fingerprint"] if labels is not None and labels.exists() else None,
+        }
+
+    return inputs
 
 
-def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, labels_dir: Path | None) -> dict:
+def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, labels_dir: Path | None, inputs: dict) -> dict:
     """Tokenize one corpus shard; with `labels_dir`, each token gets its word's class,
     without, every token is UNLABELED (data that only trains the baseline objective)."""
     corpus = read_corpus_shard(corpus_dir, shard, ["doc_id", "text", "split"])
@@ -109,7 +115,7 @@ def tokenize_shard(corpus_dir: Path, shard: int, tok: Tokenizer, out_dir: Path, 
         "tokens": int(lengths.sum()),
         "tokens_per_split": {s: int(lengths[splits == s].sum()) for s in ("train", "validation")},
         "classes": {name: int((cls == c).sum()) for c, name in enumerate(CLASS_NAMES)},
-        "inputs": shard_inputs(corpus_dir, labels_dir, tok, shard),
+        "inputs": inputs,
         "by_length": {},  # bucket -> [docs, tokens, fact tokens]
     }
     for n, c in zip(lengths.tolist(), cls_list):
@@ -129,9 +135,10 @@ def tokenize_shards(
     labels_dir = Path(labels_dir) if labels_dir is not None else None
     clean_stale_tmp(out_dir, [shard_name(k) for k in shards])
     tok = Tokenizer(tokenizer_path)
+    inputs = shard_inputs(corpus_dir, labels_dir, tok)
     stats = []
     for k in shards:
-        stats.append(tokenize_shard(corpus_dir, k, tok, out_dir, labels_dir))
+        stats.append(tokenize_shard(corpus_dir, k, tok, out_dir, labels_dir, inputs(k)))
         log(f"token shard {k}: {stats[-1]['docs']} documents, {stats[-1]['tokens']} tokens")
     return stats
 
@@ -145,11 +152,12 @@ def write_manifest(corpus_dir: str | Path, labels_dir: str | Path | None, tokeni
     labels_dir = Path(labels_dir) if labels_dir is not None else None
     corpus_manifest = read_json(corpus_dir / MANIFEST)
     tok = Tokenizer(tokenizer_path)
+    inputs = shard_inputs(corpus_dir, labels_dir, tok)
     shards, waiting = [], []
     for k in range(corpus_manifest["num_shards"]):
         path = out_dir / shard_name(k)
         stats = file_metadata(path) if path.exists() else {}
-        if not stats or stats.get("inputs") != shard_inputs(corpus_dir, labels_dir, tok, k):
+        if not stats or stats.get("inputs") != inputs(k):
             waiting.append(k)
             continue
         shards.append({**stats, "sha256": file_sha256(path)})
@@ -157,19 +165,20 @@ def write_manifest(corpus_dir: str | Path, labels_dir: str | Path | None, tokeni
         return waiting
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         shutil.copyfile(tok.path, tmp)
+    tokenizer_sha = file_sha256(tok.path)
     total = lambda key: sum(s[key] for s in shards)  # noqa: E731
     classes = {name: sum(s["classes"][name] for s in shards) for name in CLASS_NAMES}
     tokens = total("tokens")
     manifest = {
         "fingerprint": fingerprint(
-            file_sha256(tok.path),
+            tokenizer_sha,
             corpus_manifest["fingerprint"],
             [s["inputs"]["labels_fingerprint"] for s in shards],
             code_fingerprint(align, token_shards),
         ),
         "corpus_fingerprint": corpus_manifest["fingerprint"],
         "labeled": labels_dir is not None,
-        "tokenizer": {"file": MODEL_FILE, "sha256": file_sha256(tok.path), "vocab_size": tok.vocab_size,
+        "tokenizer": {"file": MODEL_FILE, "sha256": tokenizer_sha, "vocab_size": tok.vocab_size,
                       "call_token_id": tok.call_id, "eos_id": tok.eos_id},
         "shards": shards,
         "docs": total("docs"),

@@ -71,7 +71,7 @@ class TrainingConfig(Config):
     call_objective: str = objective.FULL  # `full` or `renormalized` (A.4 as printed); baseline/reference ignore it
     tensorboard: bool = False  # also write TensorBoard scalars under <run dir>/tensorboard/
     wandb_project: str | None = None  # also log to this W&B project (needs wandb)
-    fused_adamw: bool = False  # the fused AdamW kernel on CPU too (CUDA always uses it): faster, not bit-identical
+    fused_adamw: bool = True  # the fused AdamW kernel; False: the per-tensor one (PyTorch's CPU default), not bit-identical
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
@@ -115,7 +115,7 @@ def _train(
         flags += ["--save-every", str(config.save_every)]
     flags += ["--tensorboard"] if config.tensorboard else []
     flags += ["--wandb-project", config.wandb_project] if config.wandb_project else []
-    flags += ["--fused-adamw"] if config.fused_adamw else []
+    flags += [] if config.fused_adamw else ["--no-fused-adamw"]
     command, env = _torchrun(config.nproc_per_node, "assets.pipes_train", flags)
     context.log.info(" ".join(command))
     invocation = yield from _run_observed(context, pipes, command, env, run_dir / METRICS_FILE)

@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars under OUT/tensorboard/ (pip install 'lacy[tensorboard]')")
     p.add_argument("--wandb-project", default=None, metavar="NAME", help="also log to this W&B project (needs wandb)")
-    p.add_argument("--fused-adamw", action="store_true",
-                   help="the fused AdamW kernel on CPU too (CUDA always uses it): faster, not bit-identical to the default")
+    p.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
+                   help="the fused AdamW kernel (default); --no-fused-adamw: the per-tensor one, not bit-identical")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,

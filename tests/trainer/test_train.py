@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from trainer.__main__ import parse_args
 from trainer.masks import METHODS
 from trainer.train import TrainConfig, train
 
@@ -159,8 +160,6 @@ def test_call_objective_is_part_of_a_calling_run_only(tmp_path, dataset):
 
 
 def test_cli_call_objective():
-    from trainer.__main__ import parse_args
-
     common = ["--method", "lacy", "--data", "d", "--out", "o"]
     assert parse_args(common).call_objective == "full"
     assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
@@ -168,7 +167,9 @@ def test_cli_call_objective():
         parse_args([*common, "--call-objective", "softmax"])
 
 
-def test_fused_adamw_is_recorded_and_trains_as_the_default_up_to_rounding(tmp_path, dataset):
+def test_fused_adamw_is_the_default_is_recorded_and_trains_as_the_per_tensor_kernel_up_to_rounding(tmp_path, dataset):
+    common = ["--method", "lacy", "--data", str(dataset), "--out", str(tmp_path)]
+    assert parse_args(common).fused_adamw and not parse_args([*common, "--no-fused-adamw"]).fused_adamw
     weights_of = {}
     for fused in (False, True):
         cfg = TrainConfig(method="lacy", data=(str(dataset),), out=str(tmp_path / str(fused)), preset="smoke", max_steps=2,
@@ -176,5 +177,10 @@ def test_fused_adamw_is_recorded_and_trains_as_the_default_up_to_rounding(tmp_pa
         final = train(cfg, log=lambda _: None)
         assert json.loads((final / "lacy.json").read_text())["fused_adamw"] is fused
         weights_of[fused] = weights(final)
-    foreach, fused = weights_of[False], weights_of[True]
-    assert all(torch.allclose(foreach[k], fused[k], rtol=0, atol=1e-5) for k in foreach)
+    per_tensor, fused = weights_of[False], weights_of[True]
+    assert any(not torch.equal(per_tensor[k], fused[k]) for k in per_tensor)
+    assert all(torch.allclose(per_tensor[k], fused[k], rtol=0, atol=1e-5) for k in per_tensor)
+    resumed_with_the_other_kernel = TrainConfig(method="lacy", data=(str(dataset),), out=str(tmp_path / "False"),
+                                                preset="smoke", max_steps=3)
+    with pytest.raises(ValueError, match="holds a different run"):
+        train(resumed_with_the_other_kernel, log=lambda _: None)

@@ -165,20 +165,20 @@ def write_manifest(corpus_dir: str | Path, labels_dir: str | Path | None, tokeni
         return waiting
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         shutil.copyfile(tok.path, tmp)
-    tokenizer_sha = file_sha256(tok.path)
+    shared = shards[0]["inputs"]  # every shard is current: they all record the tokenizer and code of now
     total = lambda key: sum(s[key] for s in shards)  # noqa: E731
     classes = {name: sum(s["classes"][name] for s in shards) for name in CLASS_NAMES}
     tokens = total("tokens")
     manifest = {
         "fingerprint": fingerprint(
-            tokenizer_sha,
+            shared["tokenizer_sha256"],
             corpus_manifest["fingerprint"],
             [s["inputs"]["labels_fingerprint"] for s in shards],
-            code_fingerprint(align, token_shards),
+            shared["code_fingerprint"],
         ),
         "corpus_fingerprint": corpus_manifest["fingerprint"],
         "labeled": labels_dir is not None,
-        "tokenizer": {"file": MODEL_FILE, "sha256": tokenizer_sha, "vocab_size": tok.vocab_size,
+        "tokenizer": {"file": MODEL_FILE, "sha256": shared["tokenizer_sha256"], "vocab_size": tok.vocab_size,
                       "call_token_id": tok.call_id, "eos_id": tok.eos_id},
         "shards": shards,
         "docs": total("docs"),

@@ -72,6 +72,7 @@ class TrainingConfig(Config):
     tensorboard: bool = False  # also write TensorBoard scalars under <run dir>/tensorboard/
     wandb_project: str | None = None  # also log to this W&B project (needs wandb)
     fused_adamw: bool = True  # the fused AdamW kernel; False: the per-tensor one (PyTorch's CPU default), not bit-identical
+    cache_dir: str | None = None  # the loader's flat arrays (`trainer.data`); default: cache/ in the token shards' folder
 
 
 def latest_run(storage: LacyStorage, name: str) -> dict[str, str]:
@@ -116,6 +117,7 @@ def _train(
     flags += ["--tensorboard"] if config.tensorboard else []
     flags += ["--wandb-project", config.wandb_project] if config.wandb_project else []
     flags += [] if config.fused_adamw else ["--no-fused-adamw"]
+    flags += ["--cache-dir", config.cache_dir] if config.cache_dir else []
     command, env = _torchrun(config.nproc_per_node, "assets.pipes_train", flags)
     context.log.info(" ".join(command))
     invocation = yield from _run_observed(context, pipes, command, env, run_dir / METRICS_FILE)

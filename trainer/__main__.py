@@ -41,11 +41,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--wandb-project", default=None, metavar="NAME", help="also log to this W&B project (needs wandb)")
     p.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
                    help="the fused AdamW kernel (default); --no-fused-adamw: the per-tensor one, not bit-identical")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="where the loader keeps the split as flat arrays (default: cache/ in the first --data folder; "
+                   "needs write access: give one when that folder is read-only)")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
                        log_every=a.log_every, seed=a.seed, call_objective=a.call_objective, root=a.root,
-                       tensorboard=a.tensorboard, wandb_project=a.wandb_project, fused_adamw=a.fused_adamw)
+                       tensorboard=a.tensorboard, wandb_project=a.wandb_project, fused_adamw=a.fused_adamw,
+                       cache_dir=a.cache_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,16 +9,19 @@ from these token shards (`token_shards_fingerprint`), one tokenizer for all data
 fact labels present when the method needs them (an unlabeled dataset has token_class -1).
 
 The split lies on disk, not in each process's memory. The first `load_documents` of a split
-and its inputs builds a cache, `<first dataset>/cache/<split>-<key>/`: one flat `.npy` per
-array (`ids`, `token_class`, `offsets`, and `judge_call`, `ref_loss` when the method reads
-them) and `meta.json` (per-dataset counts), written shard by shard, under a file lock (the
-ranks of a run build it once, the others wait) in a temporary folder renamed into place when
+and its inputs builds a cache, `<cache_dir>/<split>-<key>/` (default cache_dir: `cache/` in
+the first dataset's folder): one flat `.npy` per array (`ids`, `token_class`, `offsets`, and
+`judge_call`, `ref_loss` when the method reads them) and `meta.json` (per-dataset counts, the
+code and the shards it was made from), written shard by shard, under a file lock (the ranks
+of a run build it once, the others wait) in a temporary folder renamed into place when
 complete (a killed build leaves nothing that looks finished). The key hashes the shards' and
-labels' sha256s and this module's code, so other inputs or code get another cache; old ones
-may be deleted while no run is starting. Every process maps the arrays read-only, after
-checking their sizes against each other and against the manifests' `tokens_per_split`: what
-it holds in memory grows with the documents (an epoch's order), not with the tokens, and
-the pages it reads are page cache, shared by the processes of a machine.
+labels' sha256s and this module's code, so other inputs or code get another cache. Every
+process maps the arrays read-only, under the lock, after checking their sizes against each
+other and against the manifests' `tokens_per_split`: what it holds in memory grows with the
+documents (an epoch's order), not with the tokens, and the pages it reads are page cache,
+shared by the processes of a machine. Then it deletes the caches beside it that no load can
+read again (made by other code, or from shards their folders no longer hold), each under its
+lock; a mapped file outlives its deletion, so a run using one keeps it.
 
 `PackedLoader` packs the documents of an epoch, in a shuffled order, into one stream with
 EOS before every document (`EOS d1 EOS d2 ...`), cut into sequences of `seq_len` inputs and
@@ -64,7 +67,7 @@ from trainer.masks import Needs, TokenLabels
 
 EOS_CLASS = GRAMMATICAL
 REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
-CACHE = "cache"  # under the first dataset's directory: a folder of flat arrays per split and inputs
+CACHE = "cache"  # the default cache_dir, in the first dataset's folder: a folder of flat arrays per split and inputs
 CACHE_META = "meta.json"
 
 
@@ -169,9 +172,11 @@ def load_documents(
     ref_loss_dirs: list[str | Path] = (),
     needs: Needs = Needs(),
     method: str = "",
+    cache_dir: str | Path | None = None,
 ) -> Documents:
     """The documents of `split`, with the labels `needs` asks for (`method` names who asks, in
-    errors), as read-only memory maps of the split's cache (built first when missing)."""
+    errors), as read-only memory maps of the split's cache in `cache_dir` (built first when
+    missing; default: `cache/` in the first dataset's folder)."""
     if not data_dirs:
         raise DataError("no token dataset given (--data DIR)")
     datasets = [(Path(d), read_manifest(d)) for d in data_dirs]
@@ -194,11 +199,12 @@ def load_documents(
     dtypes = {"ids": np.uint16 if tokenizer["vocab_size"] <= 1 << 16 else np.int32, "token_class": np.int8}
     dtypes |= {"judge_call": np.int8} if needs.judge else {}
     dtypes |= {"ref_loss": np.float32} if needs.ref_loss else {}
-    cache = Path(data_dirs[0]) / CACHE / f"{split}-{_cache_key(inputs, split)}"
+    cache = Path(cache_dir or Path(data_dirs[0]) / CACHE) / f"{split}-{_cache_key(inputs, split)}"
     with _exclusive(cache):
         if not cache.is_dir():
             _build_cache(cache, inputs, split, tokenizer, dtypes, tokens)
-    arrays, meta = _open_cache(cache, dtypes, tokens)
+        arrays, meta = _open_cache(cache, dtypes, tokens)  # under the lock: `_prune` never deletes it unmapped
+    _prune(cache.parent)
     sources = []
     for i, built in zip(inputs, meta["sources"]):
         if needs.facts and built["unlabeled"]:
@@ -235,18 +241,63 @@ def _split_tokens(i: _Input, split: str) -> int:
 def _cache_key(inputs: list[_Input], split: str) -> str:
     """Of what the cache is made from: the shards' hashes (`read_manifest` checked the files
     against them), which labels it holds, and the code that makes it."""
-    shards = lambda m: [s["sha256"] for s in m["shards"]]  # noqa: E731
     return fingerprint(code_fingerprint(sys.modules[__name__]), split,
-                       [(shards(i.manifest), i.judge and shards(i.judge[1]), i.ref and shards(i.ref[1])) for i in inputs])
+                       [(_shard_shas(i.manifest), i.judge and _shard_shas(i.judge[1]), i.ref and _shard_shas(i.ref[1]))
+                        for i in inputs])
+
+
+def _made_of(inputs: list[_Input]) -> dict[str, list[str]]:
+    """The folders a cache is made from (absolute), each with its shards' sha256s."""
+    folders = [folder for i in inputs for folder in ((i.path, i.manifest), i.judge, i.ref) if folder]
+    return {str(path.resolve()): _shard_shas(manifest) for path, manifest in folders}
+
+
+def _shard_shas(manifest: dict) -> list[str]:
+    return [s["sha256"] for s in manifest["shards"]]
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One process at a time (the ranks of a run build a missing cache once, the others wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f"{path.name}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+def _exclusive(cache: Path, wait: bool = True) -> Iterator[bool]:
+    """One process at a time (the ranks of a run build a missing cache once, the others wait);
+    with `wait=False`, yields False at once when another process holds the cache. The lock files
+    stay: deleting one would let two processes lock the same cache through two files."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        f = open(cache.parent / f"{cache.name}.lock", "a")
+    except OSError as e:
+        raise DataError(f"{cache.parent}: cannot write the data cache here ({e.strerror}); "
+                        f"give a writable folder with --cache-dir") from e
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _prune(cache_dir: Path) -> None:
+    """Delete the caches in `cache_dir` that no load can read again: made by other code (or
+    before `meta.json` recorded it), or from shards their folders no longer hold. One that
+    another process holds (building or mapping it) is left for a later load."""
+    code = code_fingerprint(sys.modules[__name__])
+    for cache in cache_dir.iterdir():
+        if not cache.is_dir() or cache.name.startswith("."):
+            continue
+        with _exclusive(cache, wait=False) as held:
+            if held and cache.is_dir() and _dead(cache, code):
+                shutil.rmtree(cache)
+
+
+def _dead(cache: Path, code: str) -> bool:
+    meta = read_json(cache / CACHE_META) if (cache / CACHE_META).is_file() else {}
+    if meta.get("code") != code:
+        return True
+    for folder, shas in meta["made_of"].items():
+        manifest = Path(folder) / MANIFEST
+        if not manifest.is_file() or _shard_shas(read_json(manifest)) != shas:
+            return True
+    return False
 
 
 def _build_cache(cache: Path, inputs: list[_Input], split: str, tokenizer: dict, dtypes: dict, tokens: int) -> None:
@@ -274,7 +325,8 @@ def _build_cache(cache: Path, inputs: list[_Input], split: str, tokenizer: dict,
         offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
         np.cumsum(np.concatenate(lengths), out=offsets[1:])
         np.save(tmp / "offsets.npy", offsets)
-        write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "sources": sources})
+        write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "sources": sources,
+                                      "code": code_fingerprint(sys.modules[__name__]), "made_of": _made_of(inputs)})
 
 
 def _npy_file(path: Path, dtype, length: int) -> BinaryIO:

@@ -99,6 +99,7 @@ class TrainConfig:
     tensorboard: bool = False  # also write TensorBoard scalars under <out>/tensorboard/
     wandb_project: str | None = None  # also log to this W&B project (needs `wandb`)
     fused_adamw: bool = True  # the fused AdamW kernel; False: the per-tensor one (PyTorch's CPU default), not bit-identical
+    cache_dir: str | None = None  # the loader's flat arrays (`trainer.data`); default: cache/ in the first --data folder
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
     say = log if d.main else (lambda _msg: None)
 
     docs = load_documents(list(cfg.data), "train", judge_dirs=list(cfg.judge), ref_loss_dirs=list(cfg.ref_losses),
-                          needs=method.needs, method=cfg.method)
+                          needs=method.needs, method=cfg.method, cache_dir=cfg.cache_dir)
     tok = Tokenizer(docs.tokenizer["path"])
     for source in docs.sources:
         if method.needs.judge and source["unannotated_docs"]:

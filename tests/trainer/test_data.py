@@ -1,6 +1,7 @@
 """The packed loader (layout, labels aligned to targets, determinism, ranks, resume), the
 checks `load_documents` makes on its inputs, and its cache of memory-mapped flat arrays."""
 
+import fcntl
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -246,3 +247,46 @@ def test_a_shard_that_disagrees_with_the_manifests_token_count_is_refused(tmp_pa
     with pytest.raises(ShardError, match=rf"shard-0001.parquet: {n - 1} train tokens, {tmp_path}/manifest.json says {n}"):
         load_documents([tmp_path])
     assert not [p for p in (tmp_path / CACHE).iterdir() if p.is_dir()]  # nothing that looks finished
+
+
+def caches(cache_dir) -> list[str]:
+    return sorted(p.name for p in cache_dir.iterdir() if p.is_dir())
+
+
+def test_the_cache_goes_to_cache_dir_and_an_unwritable_one_is_named(tmp_path, tokenizer_path):
+    data = tmp_path / "data"
+    write_dataset(data, tokenizer_path, synthetic_docs(tokenizer_path, n=12))
+    docs = load_documents([data], cache_dir=tmp_path / "elsewhere")
+    assert not (data / CACHE).exists() and len(caches(tmp_path / "elsewhere")) == 1
+    assert docs.num_docs == load_documents([data]).num_docs  # the default: cache/ beside the shards
+    (tmp_path / "a-file").write_text("")  # running as root, a read-only folder would still be written: a file stands in
+    with pytest.raises(DataError, match=rf"{tmp_path}/a-file/cache: cannot write the data cache here \(Not a directory\); "
+                                        r"give a writable folder with --cache-dir"):
+        load_documents([data], cache_dir=tmp_path / "a-file" / "cache")
+
+
+def test_caches_no_load_can_read_again_are_deleted_and_the_others_kept(tmp_path, tokenizer_path, judge_dir, dataset):
+    data, cache_dir = tmp_path / "data", tmp_path / "cache"
+    write_dataset(data, tokenizer_path, synthetic_docs(tokenizer_path, n=12))
+    load_documents([data], cache_dir=cache_dir)
+    load_documents([data], "validation", cache_dir=cache_dir)
+    load_documents([dataset], judge_dirs=[judge_dir], needs=Needs(judge=True), cache_dir=cache_dir)
+    live = caches(cache_dir)
+    assert len(live) == 3  # another split and other inputs are other caches, and kept
+    old_code = cache_dir / "train-0123456789abcdef"  # a cache from before meta.json recorded its code
+    old_code.mkdir()
+    (old_code / "ids.npy").write_bytes(b"")
+    busy = cache_dir / "train-fedcba9876543210"  # one another process holds: left for a later load
+    busy.mkdir()
+    with open(cache_dir / f"{busy.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        load_documents([data], cache_dir=cache_dir)
+        assert caches(cache_dir) == sorted([*live, busy.name])
+    write_dataset(data, tokenizer_path, synthetic_docs(tokenizer_path, n=12, seed=1))  # the shards change: their caches die
+    load_documents([data], cache_dir=cache_dir)
+    after = caches(cache_dir)
+    assert len(after) == 2 and set(after) - set(live) and not {busy.name} & set(after)
+    judge_cache = [n for n in live if n in after]  # the other dataset's cache, still readable
+    assert len(judge_cache) == 1 and load_documents([dataset], judge_dirs=[judge_dir], needs=Needs(judge=True),
+                                                    cache_dir=cache_dir).num_docs
+    assert caches(cache_dir) == after

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.cli import run_command
+from pipelines.files import exit_status
 
 COMMAND_MODULES = ("evaluation.cli", "pipelines.cli")  # `lacy label` is registered by pipelines.cli
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(args.run, args)
+    return exit_status(f"lacy {args.command}", lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
 
 from pipelines.align import token_classes
 from pipelines.classes import CLASS_NAMES
 from pipelines.corpus import read_source
 from pipelines.facts import DEFAULT_SPACY_MODEL, ORG_KEYWORDS, PAPER_ORG_KEYWORDS, FactLabeler, LabelerConfig
+from pipelines.files import exit_status
 from pipelines.tokenizer import Tokenizer
 
 
@@ -76,20 +76,11 @@ def summary(counts: dict[str, Counter], docs: int) -> dict:
     return result
 
 
-def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a `lacy` subcommand; bad input (a ValueError or OSError, whose messages name the
-    file and record) is one line on stderr and exit status 1, not a traceback."""
-    try:
-        return command(args)
-    except (ValueError, OSError) as e:
-        print(f"lacy {args.command}: {e}", file=sys.stderr)
-        return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lacy")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    return run_command(run, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return exit_status(f"lacy {args.command}", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import lzma
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ def code_fingerprint(*modules: Any) -> str:
     for module in modules:
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]
+
+
+def exit_status(prog: str, command: Callable[[], int]) -> int:
+    """Run a command line's work: bad input (a ValueError or OSError, whose messages name the
+    file and record) is one line on stderr and exit status 1, not a traceback."""
+    try:
+        return command()
+    except (ValueError, OSError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
 
 
 class RecordError(ValueError):

@@ -5,9 +5,11 @@ in --out by itself."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch.distributed as dist
 
+from pipelines.files import exit_status
 from trainer.masks import METHODS
 from trainer.objective import CALL_OBJECTIVES, FULL
 from trainer.presets import PRESETS, REFERENCE
@@ -52,12 +54,19 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                        cache_dir=a.cache_dir)
 
 
-def main(argv: list[str] | None = None) -> None:
-    path = train(parse_args(argv))
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    print(f"final checkpoint: {path}")
+def run(cfg: TrainConfig) -> int:
+    print(f"final checkpoint: {train(cfg)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        return exit_status("python -m trainer", lambda: run(cfg))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,7 @@ same whatever the number of processes.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow as pa
 import torch
 import torch.distributed as dist
 
-from pipelines.files import clean_stale_tmp, file_sha256, fingerprint, portable_path, read_json, write_json
+from pipelines.files import clean_stale_tmp, exit_status, file_sha256, fingerprint, portable_path, read_json, write_json
 from pipelines.shards import MANIFEST, TOKEN_SCHEMA, list_array, read_manifest, read_table, write_table
 from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE
 from trainer.checkpoint_io import load_model
@@ -160,7 +161,7 @@ def score_dataset(
     return manifest
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer.score", description="Per-token losses of a model over a token dataset.")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (step-XXXXXXXX)")
     p.add_argument("--data", required=True, help="token dataset directory")
@@ -169,11 +170,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--root", default=None, help="storage root: the manifest records the checkpoint relative to it")
     a = p.parse_args(argv)
+    try:
+        return exit_status(p.prog, lambda: run(a))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run(a: argparse.Namespace) -> int:
     m = score_dataset(a.checkpoint, a.data, a.out, tuple(a.split or ("train",)), a.batch_size, root=a.root)
-    if dist.is_initialized():
-        dist.destroy_process_group()
     print(f"{m['tokens']} tokens scored, mean loss {m['mean_loss']:.4f} -> {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

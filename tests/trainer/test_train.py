@@ -11,8 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from trainer.__main__ import main as trainer_main
 from trainer.__main__ import parse_args
 from trainer.masks import METHODS
+from trainer.score import main as score_main
 from trainer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +167,16 @@ def test_cli_call_objective():
     assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
     with pytest.raises(SystemExit):
         parse_args([*common, "--call-objective", "softmax"])
+
+
+def test_the_command_lines_give_bad_input_one_line_and_status_1_and_train_with_cache_dir(tmp_path, dataset, capsys):
+    common = ["--preset", "smoke", "--method", "lacy", "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert trainer_main([*common, "--data", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err == f"python -m trainer: {tmp_path}/none/manifest.json: missing (materialize the asset that writes it first)\n"
+    assert score_main(["--checkpoint", str(tmp_path / "none"), "--data", str(dataset), "--out", str(tmp_path / "scores")]) == 1
+    assert capsys.readouterr().err.startswith(f"python -m trainer.score: {tmp_path}/none/")
+    assert trainer_main([*common, "--data", str(dataset), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
 
 
 def test_fused_adamw_is_the_default_is_recorded_and_trains_as_the_per_tensor_kernel_up_to_rounding(tmp_path, dataset):

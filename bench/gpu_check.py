@@ -35,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from ratios import paired_ratios
 from safetensors.torch import load_file
-from train_step import OurTrainer, flops_per_token, measure, paired_ratios, peak_bf16_flops
+from train_step import OurTrainer, flops_per_token, measure, peak_bf16_flops
 
 from trainer.presets import RunSettings, get_preset
 from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset

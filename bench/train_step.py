@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import torch
+from ratios import describe, paired_ratios, quartiles
 
 from trainer.data import Documents, PackedLoader
 from trainer.masks import get_method
@@ -119,22 +120,6 @@ def measure(variants: dict, rounds: int, steps: int) -> dict[str, list[float]]:
                 variants[name]()
             times[name].append((time.perf_counter() - t0) / steps)
     return times
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    """(first quartile, median, third quartile)."""
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
-
-
-def paired_ratios(times: dict[str, list[float]], a: str, b: str) -> list[float]:
-    """a's time / b's time in each round (a ratio above 1: b is faster)."""
-    return [x / y for x, y in zip(times[a], times[b])]
-
-
-def describe(ratios: list[float]) -> str:
-    q1, q2, q3 = quartiles(ratios)
-    return f"{q2:.3f} (quartiles {q1:.3f}-{q3:.3f}, range {min(ratios):.3f}-{max(ratios):.3f}, above 1 in {sum(r > 1 for r in ratios)}/{len(ratios)})"
 
 
 def micro_batch_settings(size: str, b: int, T: int) -> RunSettings:

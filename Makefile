@@ -3,7 +3,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := pyproject.toml requirements.lock assets/dagster_cli.pth evaluation/lm_eval_model.pth
+INSTALLED := pyproject.toml requirements.lock assets/dagster_cli.pth evaluation/measures/lm_eval_model.pth
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALLED) | sha256sum | cut -c1-12)
 LAST_SHARD = $(shell $(BIN)/python -c "from pipelines.presets import data_preset as p; print(f'{p().num_shards - 1:04d}')" 2>/dev/null)
 # the repo root's instance (dagster.yaml here, storage under .dagster/) unless DAGSTER_HOME names another
@@ -21,8 +21,8 @@ $(STAMP): $(INSTALLED)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c requirements.lock --config-settings editable_mode=compat -e '.[dev]'
-	@# `lm_eval --model lacy ...` (lm-eval 0.4.13 reads no plugins; see evaluation/lm_eval_model.py)
-	cp evaluation/lm_eval_model.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_lm_eval_model.pth"
+	@# `lm_eval --model lacy ...` (lm-eval 0.4.13 reads no plugins; see evaluation/measures/lm_eval_model.py)
+	cp evaluation/measures/lm_eval_model.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_lm_eval_model.pth"
 	@# `dagster asset materialize --select X` in the repo root without -m (the asset commands read no [tool.dagster])
 	cp assets/dagster_cli.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lacy_dagster_cli.pth"
 	rm -f $(VENV)/.installed-* && touch $@
@@ -80,4 +80,4 @@ clean:
 	rm -rf artifacts .dagster .tmp_dagster_home_*
 
 synthetic: $(STAMP)  # the synthetic-biography testbed (issue 11): data, 6 models, exact evaluation, report in artifacts/synthetic/
-	OMP_NUM_THREADS=2 $(BIN)/python -m evaluation.synthetic_run --root artifacts/synthetic --threads 2
+	OMP_NUM_THREADS=2 $(BIN)/python -m evaluation.testbed.run --root artifacts/synthetic --threads 2

@@ -24,7 +24,8 @@ from dagster import (
 from assets.metadata import md_plot, md_table
 from assets.partitions import NUM_SHARDS, shard_backfill, shard_partitions
 from assets.resources import LacyStorage
-from pipelines import align, corpus, facts, judge, synthetic, word_labels
+from pipelines import align, corpus, facts, judge, word_labels
+from pipelines import biographies as synthetic
 from pipelines import token_shards as token_shards_module
 from pipelines import tokenizer as tokenizer_module
 from pipelines.classes import CLASS_NAMES

@@ -8,7 +8,7 @@ from assets.evaluation import EVALUATION_ASSETS
 from assets.jobs import JOBS
 from assets.report import comparison_report
 from assets.resources import LacyStorage
-from assets.synthetic import synthetic_testbed
+from assets.testbed import synthetic_testbed
 from assets.training import TRAINING_ASSETS
 
 defs = Definitions(

@@ -15,17 +15,20 @@ from assets.partitions import checkpoint_partitions
 from assets.resources import LacyStorage
 from assets.results import checkpoint_dir, evaluation_code_version, read_result, result_path, save_result
 from assets.training import latest_checkpoint_of
-from evaluation import entities, knowledge, llm_backends, validation
-from evaluation import factscore as factscore_lib
-from evaluation.cascade import CALL_MODES, CascadeConfig, generate, make_partner, rag_prefix, render, summarize
+from evaluation.backends import text as llm_backends
+from evaluation.backends.partners import make_partner
+from evaluation.cascade.generate import CALL_MODES, CascadeConfig, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint, read_checkpoint
-from evaluation.entities import bio_generation, build_embedded_knowledge, entity_prompts
-from evaluation.fact_overlap import fact_overlap_proxy
-from evaluation.factscore import FactScoreConfig
-from evaluation.knowledge import KnowledgeSource
-from evaluation.leakage import LeakageConfig, evaluate_leakage
-from evaluation.nlu import evaluate_nlu
-from evaluation.validation import ValidationConfig, evaluate_validation
+from evaluation.factscore import entities, knowledge
+from evaluation.factscore import score as factscore_lib
+from evaluation.factscore.entities import bio_generation, build_embedded_knowledge, entity_prompts
+from evaluation.factscore.knowledge import KnowledgeSource
+from evaluation.factscore.proxy import fact_overlap_proxy
+from evaluation.factscore.score import FactScoreConfig
+from evaluation.measures import validation
+from evaluation.measures.leakage import LeakageConfig, evaluate_leakage
+from evaluation.measures.nlu import evaluate_nlu
+from evaluation.measures.validation import ValidationConfig, evaluate_validation
 from pipelines.files import code_fingerprint, read_json, write_json
 from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE

@@ -9,15 +9,20 @@ from pathlib import Path
 from dagster import AssetKey
 
 from assets.resources import LacyStorage
-from evaluation import atomic_facts, cascade, checkpoint, entities, fact_overlap, knowledge, leakage, llm_backends, nlu, validation
-from evaluation import factscore as factscore_lib
+from evaluation import cascade, checkpoint
+from evaluation.backends import partners
+from evaluation.backends import text as llm_backends
 from evaluation.checkpoint import checkpoint_fingerprint
+from evaluation.factscore import atomic_facts, entities, knowledge
+from evaluation.factscore import proxy as fact_overlap
+from evaluation.factscore import score as factscore_lib
+from evaluation.measures import leakage, nlu, validation
 from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_json, write_json
 
 # the code and data each evaluation depends on: a change makes its results stale
 EVALUATION_INPUTS = {
     "validation_losses": ((validation, checkpoint), ()),
-    "cascade_generations": ((cascade, entities, checkpoint), ()),
+    "cascade_generations": ((cascade, partners, entities, checkpoint), ()),
     "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, llm_backends, entities), ()),
     "fact_leakage": ((leakage, checkpoint), (leakage.POPQA_FILE, leakage.BIGBENCH_FILE)),
     "nlu": ((nlu, checkpoint), (nlu.LM_EVAL_MODEL_FILE, *sorted(Path(nlu.NLU_DIR).rglob("*.xz")))),

@@ -5,7 +5,7 @@ what its run logged at the end of training.
     PYTHONPATH=. python bench/call_decision.py CHECKPOINT_DIR [CHECKPOINT_DIR ...] \
         [--data artifacts/token_shards] [--max-tokens N]
 
-Validation positions are packed as `evaluation.validation` packs them (documents joined by
+Validation positions are packed as `evaluation.measures.validation` packs them (documents joined by
 EOS, windows of the model's context overlapping by one token, batches of 8 windows). Per
 checkpoint, one line:
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from evaluation.validation import packed_batches, validation_stream
+from evaluation.measures.validation import packed_batches, validation_stream
 from pipelines.classes import FACT
 from pipelines.shards import read_manifest
 from trainer.masks import lacy_call_mask

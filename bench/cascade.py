@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from evaluation.cascade import CascadeConfig, TransformersPartner, generate, rag_prefix, summarize
+from evaluation.backends.partners import TransformersPartner
+from evaluation.cascade.generate import CascadeConfig, generate, rag_prefix, summarize
 from evaluation.checkpoint import load_checkpoint, write_random_checkpoint
 from pipelines.corpus import LEADS_FILE
 from pipelines.tokenizer import TokenizerConfig, train_tokenizer

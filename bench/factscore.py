@@ -26,9 +26,9 @@ import bm25s  # noqa: E402
 import numpy as np  # noqa: E402
 from ratios import describe  # noqa: E402
 
-from evaluation.entities import build_embedded_knowledge, embedded_people  # noqa: E402
-from evaluation.fact_overlap import fact_overlap_proxy, fact_spans  # noqa: E402
-from evaluation.knowledge import BM25Retrieval, KnowledgeSource, passage_plain_text  # noqa: E402
+from evaluation.factscore.entities import build_embedded_knowledge, embedded_people  # noqa: E402
+from evaluation.factscore.knowledge import BM25Retrieval, KnowledgeSource, passage_plain_text  # noqa: E402
+from evaluation.factscore.proxy import fact_overlap_proxy, fact_spans  # noqa: E402
 from pipelines.facts import FactLabeler  # noqa: E402
 
 

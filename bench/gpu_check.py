@@ -40,7 +40,7 @@ from safetensors.torch import load_file
 from train_step import OurTrainer, flops_per_token, measure, peak_bf16_flops
 
 from trainer.presets import RunSettings, get_preset
-from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset
+from trainer.toy_data import synthetic_docs, synthetic_tokenizer, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_VOCAB = 32_001  # 32,000 pieces + <CALL>

@@ -44,7 +44,7 @@ BYTES_PER_DOC = 2 * (8 + 8) + 8 + 8
 def write_corpus(out: Path, tokenizer: Path, scale: int, seed: int = 0) -> tuple[Path, Path, int, int]:
     """Token shards and reference losses of `scale` x the embedded train split; returns their
     directories, and the train split's documents and tokens."""
-    from trainer.synthetic import write_dataset, write_labels
+    from trainer.toy_data import write_dataset, write_labels
 
     rng = np.random.default_rng(seed)
     docs, train_tokens, i = [], 0, 0
@@ -76,7 +76,7 @@ def main() -> None:
     a = p.parse_args()
     if a.rank:
         return rank(*a.rank)
-    from trainer.synthetic import synthetic_tokenizer
+    from trainer.toy_data import synthetic_tokenizer
 
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,7 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.cascade import CascadeConfig, generate, make_partner, rag_prefix, render
+    from evaluation.backends.partners import make_partner
+    from evaluation.cascade.generate import CascadeConfig, generate, rag_prefix, render
     from evaluation.checkpoint import load_checkpoint
 
     if not args.no_call and args.partner is None:

@@ -5,7 +5,6 @@ dataset. Bad records fail with the file and record named, or are skipped and cou
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import shutil
@@ -18,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from pipelines import biographies
+from pipelines.doc_ids import doc_id_for, shard_of, split_of
 from pipelines.files import (
     RecordError,
     atomic_path,
@@ -36,8 +37,6 @@ LMLM_FILES = (  # the 830 Llama-annotated articles first, then the GPT-4o ones (
     EMBEDDED_DIR / "lmlm" / "dwiki-eval100_chatgpt_gpt4o-v7.1_cleaned.json.xz",
 )
 LEADS_FILE = EMBEDDED_DIR / "wikipedia" / "ovos_vital_articles_summaries_en-us.json.xz"
-EMBEDDED_SOURCES = ("embedded:dwiki", "embedded:wikipedia-leads")
-SYNTHETIC_SOURCE = "embedded:synthetic-bios"  # pipelines.synthetic; parameters after "?"
 
 CORPUS_SCHEMA = pa.schema(
     [
@@ -85,23 +84,6 @@ class CorpusReport:
         return dict(self.skips)
 
 
-def doc_id_for(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
-
-
-def _unit_hash(key: str) -> float:
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def split_of(doc_id: str, validation_fraction: float = 0.1) -> str:
-    return "validation" if _unit_hash("split:" + doc_id) < validation_fraction else "train"
-
-
-def shard_of(doc_id: str, num_shards: int) -> int:
-    return int(_unit_hash("shard:" + doc_id) * num_shards)
-
-
 def english_stopword_fraction(text: str) -> tuple[float, int]:
     words = _WORD.findall(text[:20_000])
     if not words:
@@ -114,13 +96,13 @@ def english_stopword_fraction(text: str) -> tuple[float, int]:
 
 def read_source(source: str) -> Iterator[Record]:
     """`embedded:dwiki`, `embedded:wikipedia-leads`, `embedded:synthetic-bios[?params]`
-    (pipelines.synthetic), a .jsonl[.gz|.xz]/.parquet file or a
+    (pipelines.biographies), a .jsonl[.gz|.xz]/.parquet file or a
     directory of them, or `hf:<dataset id or local dir>[@split]`."""
     if source == "embedded:dwiki":
         yield from _read_lmlm(LMLM_FILES)
     elif source == "embedded:wikipedia-leads":
         yield from _read_leads(LEADS_FILE)
-    elif source.split("?", 1)[0] == SYNTHETIC_SOURCE:
+    elif source.split("?", 1)[0] == biographies.SOURCE:
         yield from _read_synthetic(source)
     elif source.startswith("hf:"):
         yield from _read_hf(source[3:])
@@ -192,9 +174,7 @@ def _read_hf(spec: str) -> Iterator[Record]:
 
 
 def _read_synthetic(source: str) -> Iterator[Record]:
-    from pipelines import synthetic  # it imports this module (split_of)
-
-    for doc in synthetic.iter_documents(source):
+    for doc in biographies.iter_documents(source):
         yield Record(text=doc.text, title=doc.title, doc_id=doc.doc_id, origin=f"{source}:{doc.doc_id}")
 
 

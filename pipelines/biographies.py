@@ -36,6 +36,7 @@ from pipelines.doc_ids import split_of
 from pipelines.files import atomic_path, read_json, write_json
 
 SOURCE = "embedded:synthetic-bios"  # a corpus source (`pipelines.corpus.read_source`); parameters after "?"
+EXTRA_SOURCE = "embedded:synthetic-bios-extra"  # the same world's extra biographies (the partner's further reading)
 PERSON_ATTRIBUTES = ("birth_date", "birth_city", "university", "field", "employer")
 STRUCTURAL_ATTRIBUTES = ("birth_country", "employer_city")
 ATTRIBUTES = PERSON_ATTRIBUTES + STRUCTURAL_ATTRIBUTES
@@ -155,6 +156,7 @@ class SyntheticConfig:
     head_documents: int = 24  # documents per head person
     tail_two_documents: float = 0.5  # a tail person has two documents with this probability, else one
     employers: int = 48
+    extra_documents: int = 3  # biographies per person in the extra corpus (EXTRA_SOURCE), read only by the partner
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -167,9 +169,10 @@ class SyntheticConfig:
 
     @classmethod
     def from_source(cls, source: str) -> SyntheticConfig:
-        """`embedded:synthetic-bios[?people=N&head_people=N&head_documents=N&tail_two_documents=P&employers=N&seed=S]`"""
+        """`embedded:synthetic-bios[?people=N&head_people=N&head_documents=N&tail_two_documents=P&employers=N&extra_documents=N&seed=S]`
+        (or `embedded:synthetic-bios-extra?...`, the same world's extra corpus)"""
         base, _, query = source.partition("?")
-        if base != SOURCE:
+        if base not in (SOURCE, EXTRA_SOURCE):
             raise ValueError(f"{source}: not a {SOURCE} source")
         types = {f.name: f.type for f in fields(cls)}
         values = {}
@@ -179,8 +182,8 @@ class SyntheticConfig:
             values[key] = float(value) if types[key] == "float" else int(value)
         return cls(**values)
 
-    def source(self) -> str:
-        return SOURCE + "?" + "&".join(f"{k}={v}" for k, v in asdict(self).items())
+    def source(self, base: str = SOURCE) -> str:
+        return base + "?" + "&".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
 @dataclass(frozen=True)
@@ -300,8 +303,24 @@ def generate_world(config: SyntheticConfig) -> World:
     return World(config, tuple(people), employers, tuple(documents[i] for i in order))
 
 
+def extra_documents(world: World) -> list[Document]:
+    """`extra_documents` more biographies of every person (unseen ones too), from a random
+    stream of their own so the corpus does not depend on them: the partner's further reading,
+    as a bigger model has read more than the small one (the embedded pipeline's reference
+    reads extra lead sections the same way)."""
+    rng = np.random.default_rng([world.config.seed, 12])
+    documents = []
+    for person in world.people:
+        for k in range(world.config.extra_documents):
+            text, spans = biography(person, rng)
+            documents.append(Document(f"synbio-s{world.config.seed}-p{person.person_id:06d}-x{k:03d}", person.person_id,
+                                      person.name, text, tuple(spans)))
+    return [documents[i] for i in rng.permutation(len(documents))]
+
+
 def iter_documents(source: str) -> Iterator[Document]:
-    yield from generate_world(SyntheticConfig.from_source(source)).documents
+    world = generate_world(SyntheticConfig.from_source(source))
+    yield from extra_documents(world) if source.partition("?")[0] == EXTRA_SOURCE else world.documents
 
 
 def annotated_text(doc: Document, person_name: str) -> str:
@@ -346,6 +365,7 @@ STRUCTURE_FILE = "structure.json"
 
 
 def is_synthetic(source: str) -> bool:
+    """The world's corpus (not its extra corpus, which has no knowledge base of its own)."""
     return source.split("?", 1)[0] == SOURCE
 
 

@@ -95,14 +95,14 @@ def english_stopword_fraction(text: str) -> tuple[float, int]:
 
 
 def read_source(source: str) -> Iterator[Record]:
-    """`embedded:dwiki`, `embedded:wikipedia-leads`, `embedded:synthetic-bios[?params]`
-    (pipelines.biographies), a .jsonl[.gz|.xz]/.parquet file or a
+    """`embedded:dwiki`, `embedded:wikipedia-leads`, `embedded:synthetic-bios[?params]` and
+    `embedded:synthetic-bios-extra[?params]` (pipelines.biographies), a .jsonl[.gz|.xz]/.parquet file or a
     directory of them, or `hf:<dataset id or local dir>[@split]`."""
     if source == "embedded:dwiki":
         yield from _read_lmlm(LMLM_FILES)
     elif source == "embedded:wikipedia-leads":
         yield from _read_leads(LEADS_FILE)
-    elif source.split("?", 1)[0] == biographies.SOURCE:
+    elif source.split("?", 1)[0] in (biographies.SOURCE, biographies.EXTRA_SOURCE):
         yield from _read_synthetic(source)
     elif source.startswith("hf:"):
         yield from _read_hf(source[3:])

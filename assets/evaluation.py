@@ -15,8 +15,8 @@ from assets.partitions import checkpoint_partitions
 from assets.resources import LacyStorage
 from assets.results import checkpoint_dir, evaluation_code_version, read_result, result_path, save_result
 from assets.training import latest_checkpoint_of
-from evaluation.backends import text as llm_backends
-from evaluation.backends.partners import make_partner
+from evaluation.backends.config import BackendConfig, load_backend
+from evaluation.backends.text import CachedLLM
 from evaluation.cascade.generate import CALL_MODES, CascadeConfig, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint, read_checkpoint
 from evaluation.factscore import entities, knowledge
@@ -146,12 +146,11 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
                                 "(with backend openai: the served model's name)")
     rows = entity_prompts(config.entities, config.split)[: config.limit]
     small = load_checkpoint(ckpt, _device())
-    backend_kwargs = {
-        "transformers": {"device": _device()},
-        "vllm": {"tensor_parallel_size": config.tensor_parallel_size},
-        "openai": {"base_url": config.base_url, "api_key_env": config.api_key_env or None, "concurrency": config.concurrency},
-    }
-    partner = make_partner(config.backend, partner_dir, **backend_kwargs.get(config.backend, {}))
+    # the partner in float32 on the transformers engine: exact top-2 (our checkpoints are float32 already)
+    partner = load_backend(BackendConfig(
+        config.backend, str(partner_dir), base_url=config.base_url or None, device=_device(), dtype="float32",
+        tensor_parallel_size=config.tensor_parallel_size, api_key_env=config.api_key_env or None,
+        concurrency=config.concurrency))
     prefixes = None
     if config.rag:
         articles = {p["title"]: p["text"] for p in entities.embedded_people("all")}
@@ -233,11 +232,11 @@ def factscore_eval(context: AssetExecutionContext, config: FactScoreAssetConfig,
     source = read_json(storage.path("knowledge", "source.json"))
     llm = None
     if config.judge_backend:
-        judge = llm_backends.LLMConfig(
-            config.judge_backend, config.judge_model, base_url=config.base_url or None, chat=config.judge_chat,
-            device=_device(), tensor_parallel_size=config.tensor_parallel_size, api_key_env=config.api_key_env or None,
-            concurrency=config.concurrency)
-        llm = llm_backends.load_llm(judge, cache_path=storage.path("evaluation", "judge_cache.jsonl"))
+        engine, _, api = config.judge_backend.partition("-")  # "openai-chat": the openai engine's chat API
+        judge = BackendConfig(engine, config.judge_model, base_url=config.base_url or None, api=api or "chat",
+                              chat=config.judge_chat, device=_device(), tensor_parallel_size=config.tensor_parallel_size,
+                              api_key_env=config.api_key_env or None, concurrency=config.concurrency)
+        llm = CachedLLM(load_backend(judge), storage.path("evaluation", "judge_cache.jsonl"))
     with KnowledgeSource(storage.resolve(source["path"])) as ks:
         # the budgeted generations (Figures 2/6); the baseline's generations without calls beside them
         result = score_generations(gens["modes"]["budgeted"]["generations"], ks, llm, config.gamma, context.log.info)

@@ -9,9 +9,7 @@ from pathlib import Path
 from dagster import AssetKey
 
 from assets.resources import LacyStorage
-from evaluation import cascade, checkpoint
-from evaluation.backends import partners
-from evaluation.backends import text as llm_backends
+from evaluation import backends, cascade, checkpoint
 from evaluation.checkpoint import checkpoint_fingerprint
 from evaluation.factscore import atomic_facts, entities, knowledge
 from evaluation.factscore import proxy as fact_overlap
@@ -22,8 +20,8 @@ from pipelines.files import code_fingerprint, file_sha256, fingerprint, read_jso
 # the code and data each evaluation depends on: a change makes its results stale
 EVALUATION_INPUTS = {
     "validation_losses": ((validation, checkpoint), ()),
-    "cascade_generations": ((cascade, partners, entities, checkpoint), ()),
-    "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, llm_backends, entities), ()),
+    "cascade_generations": ((cascade, backends, entities, checkpoint), ()),  # backends: the package, every engine
+    "factscore": ((factscore_lib, atomic_facts, fact_overlap, knowledge, backends, entities), ()),
     "fact_leakage": ((leakage, checkpoint), (leakage.POPQA_FILE, leakage.BIGBENCH_FILE)),
     "nlu": ((nlu, checkpoint), (nlu.LM_EVAL_MODEL_FILE, *sorted(Path(nlu.NLU_DIR).rglob("*.xz")))),
 }

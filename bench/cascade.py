@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.backends.partners import TransformersPartner
+from evaluation.backends.transformers_backend import TransformersBackend
 from evaluation.cascade.generate import CascadeConfig, generate, rag_prefix, summarize
 from evaluation.checkpoint import load_checkpoint, write_random_checkpoint
 from pipelines.corpus import LEADS_FILE
@@ -48,7 +48,7 @@ def stand_ins(tmp: Path) -> tuple[Path, Path]:
 def run(model: Path, partner_dir: Path, prompts: list[str], prefixes: list[str], config: CascadeConfig,
         partner_cache: bool) -> tuple[float, list]:
     small = load_checkpoint(model)
-    partner = TransformersPartner(partner_dir, reuse_cache=partner_cache)
+    partner = TransformersBackend(partner_dir, reuse_cache=partner_cache)
     generate(small, prompts[:1], partner, CascadeConfig(max_new_tokens=4))  # warm-up
     t0 = time.perf_counter()
     gens = generate(small, prompts, partner, config, partner_prefixes=prefixes)

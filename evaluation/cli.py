@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.backends.partners import make_partner
+    from evaluation.backends.config import BackendConfig, load_backend
     from evaluation.cascade.generate import CascadeConfig, generate, rag_prefix, render
     from evaluation.checkpoint import load_checkpoint
 
@@ -64,14 +64,11 @@ def run(args: argparse.Namespace) -> int:
     small = load_checkpoint(args.model, device=args.device)
     partner = None
     if not args.no_call:
-        kwargs = {"repetition_penalty": args.repetition_penalty}
-        if args.backend == "transformers":
-            kwargs["device"] = args.device
-        if args.backend == "openai":
-            if not args.base_url:
-                raise SystemExit("lacy generate: --backend openai needs --base-url")
-            kwargs["base_url"] = args.base_url
-        partner = make_partner(args.backend, str(args.partner), **kwargs)
+        if args.backend == "openai" and not args.base_url:
+            raise SystemExit("lacy generate: --backend openai needs --base-url")
+        # float32 on the transformers engine: the partner's exact top-2
+        partner = load_backend(BackendConfig(args.backend, str(args.partner), base_url=args.base_url, device=args.device,
+                                             dtype="float32", repetition_penalty=args.repetition_penalty))
     prefixes = None
     if args.rag_article:
         prefixes = [rag_prefix(args.rag_name, args.rag_article.read_text())] * len(args.prompts)

@@ -1,8 +1,8 @@
 """An OpenAI-compatible HTTP endpoint (vLLM's server, SGLang, llama.cpp, TGI, OpenAI) through
 httpx: one connection pool per endpoint (keep-alive, at most `concurrency` connections),
 requests of a batch sent concurrently, and bounded retries that wait as long as the server
-asks (`Retry-After`). Used by the FactScore judge (`llm_backends.OpenAICompatibleLLM`) and
-the cascade's served partner (`cascade.OpenAIPartner`).
+asks (`Retry-After`). Used by the served engine (`openai_backend.OpenAIBackend`) for judges
+and cascade partners alike.
 """
 
 from __future__ import annotations

@@ -189,15 +189,23 @@ class CallDecision:
         return out
 
 
-def _validation_docs(dataset_dir: Path, manifest: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def validation_documents(dataset_dir: Path, manifest: dict) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(doc_id, token ids, token classes) of each validation document, in shard order and
+    row order within a shard."""
     for entry in manifest["shards"]:
         path = dataset_dir / entry["file"]
         table = read_table(path, TOKEN_SCHEMA)
         check_equal_lengths(path, table, ["input_ids", "token_class"])
-        for split, ids, cls in zip(table.column("split").to_pylist(), table.column("input_ids").to_numpy(),
-                                   table.column("token_class").to_numpy()):
+        for doc_id, split, ids, cls in zip(table.column("doc_id").to_pylist(), table.column("split").to_pylist(),
+                                           table.column("input_ids").to_numpy(), table.column("token_class").to_numpy()):
             if split == "validation":
-                yield ids, cls
+                yield doc_id, ids, cls
+
+
+def check_tokenizer(ckpt: LoadedCheckpoint, dataset_dir: Path, manifest: dict) -> None:
+    """A ValueError unless `ckpt` was trained with the tokenizer of the token dataset (sha256)."""
+    if file_sha256(ckpt.path / MODEL_FILE) != manifest["tokenizer"]["sha256"]:
+        raise ValueError(f"{ckpt.path / MODEL_FILE} differs from the tokenizer of {dataset_dir} (sha256)")
 
 
 def validation_stream(dataset_dir: str | Path, eos_id: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +214,7 @@ def validation_stream(dataset_dir: str | Path, eos_id: int, max_tokens: int | No
     -1), cut after `max_tokens + 1` tokens (`max_tokens` targets)."""
     dataset_dir = Path(dataset_dir)
     ids, classes, total = [], [], 0
-    for doc_ids, doc_cls in _validation_docs(dataset_dir, read_manifest(dataset_dir)):
+    for _, doc_ids, doc_cls in validation_documents(dataset_dir, read_manifest(dataset_dir)):
         ids += [[eos_id], doc_ids]
         classes += [[UNLABELED], doc_cls]  # the EOS between documents has no word class
         total += len(doc_ids) + 1
@@ -255,8 +263,7 @@ def evaluate_validation(
     manifest = read_manifest(dataset_dir)
     seq_len = config.seq_len or model.max_positions
     for ckpt in [c for c in (model, baseline, reference) if c is not None]:
-        if file_sha256(ckpt.path / MODEL_FILE) != manifest["tokenizer"]["sha256"]:
-            raise ValueError(f"{ckpt.path / MODEL_FILE} differs from the tokenizer of {dataset_dir} (sha256)")
+        check_tokenizer(ckpt, dataset_dir, manifest)
         if ckpt.max_positions < seq_len:
             raise ValueError(f"{ckpt.path}: {ckpt.max_positions} positions, fewer than seq_len {seq_len}")
     stream, classes = validation_stream(dataset_dir, model.tokenizer.eos_id, config.max_tokens)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.backends.partners import TransformersPartner
+from evaluation.backends.transformers_backend import TransformersBackend
 from evaluation.checkpoint import load_checkpoint
 from evaluation.measures.validation import ValidationConfig, evaluate_validation
 from evaluation.testbed.exact import KnowledgeBase, KnowledgeBasePartner, SyntheticEvalConfig, evaluate_synthetic
@@ -146,7 +146,7 @@ class Testbed:
         kb = KnowledgeBase.load(self.path("corpus", KB_DIR))
         reference = self.checkpoint(REFERENCE)
         partners = {"knowledge_base": KnowledgeBasePartner(kb, load_checkpoint(reference).tokenizer),
-                    "reference": TransformersPartner(reference)}
+                    "reference": TransformersBackend(reference)}
         baseline = load_checkpoint(self.checkpoint("baseline")) if "baseline" in self.config.methods else None
         results = {}
         for name in (REFERENCE, *self.config.methods):

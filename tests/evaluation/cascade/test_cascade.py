@@ -12,11 +12,11 @@ import pytest
 import torch
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from evaluation.backends.partners import CachedLM, PartnerQuery, PartnerReply, TransformersPartner, continuation_text, repetition_penalty
+from evaluation.backends.partners import CachedLM, PartnerQuery, PartnerReply, continuation_text, repetition_penalty
+from evaluation.backends.transformers_backend import TransformersBackend
 from evaluation.cascade.budget import CallBudget
 from evaluation.cascade.generate import CascadeConfig, PartnerTokenMap, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint
-from tests.evaluation.openai_server import FakeOpenAIServer, completions_like_vllm
 
 
 class ScriptedPartner:
@@ -231,7 +231,7 @@ def test_trained_model_generates_its_sentence(trained_checkpoint):
 
 
 def test_trained_partner_writes_when_always_called(small, trained_checkpoint):
-    partner = TransformersPartner(trained_checkpoint)
+    partner = TransformersBackend(trained_checkpoint)
     gen = generate(small, ["the cat"], partner, CascadeConfig(call_budget=1.0, max_new_tokens=6))[0]
     assert gen.text == " sat on the mat ." and all(gen.from_partner)
     assert len(gen.token_ids) == 6 and gen.calls == 6
@@ -312,13 +312,13 @@ def test_cached_lm_reads_only_new_tokens_and_matches_full_forward(small):
 
 
 def test_partner_call_processes_only_new_tokens(random_partner):
-    partner = TransformersPartner(random_partner)
+    partner = TransformersBackend(random_partner)
     tokens = lambda text: len(partner.tokenizer(text).input_ids)  # noqa: E731
     first = partner.top_tokens([PartnerQuery(0, "the cat sat")])[0]
     second = partner.top_tokens([PartnerQuery(0, "the cat sat on the mat")])[0]
     assert first.tokens_processed == tokens("the cat sat")
     assert second.tokens_processed == tokens("the cat sat on the mat") - tokens("the cat sat")
-    fresh = TransformersPartner(random_partner, reuse_cache=False)
+    fresh = TransformersBackend(random_partner, reuse_cache=False)
     fresh.top_tokens([PartnerQuery(0, "the cat sat")])
     again = fresh.top_tokens([PartnerQuery(0, "the cat sat on the mat")])[0]
     assert again.tokens_processed == tokens("the cat sat on the mat")
@@ -335,7 +335,7 @@ def test_cascade_with_caches_equals_no_cache_reference(small, partner_fixture, r
     runs = {}
     for reuse in (True, False):
         config = CascadeConfig(max_new_tokens=40, call_budget=0.3, reuse_cache=reuse)
-        runs[reuse] = generate(small, prompts, TransformersPartner(partner_dir, reuse_cache=reuse), config,
+        runs[reuse] = generate(small, prompts, TransformersBackend(partner_dir, reuse_cache=reuse), config,
                                partner_prefixes=prefixes)
     for cached, reference in zip(runs[True], runs[False]):
         assert cached.token_ids == reference.token_ids
@@ -347,7 +347,7 @@ def test_cascade_with_caches_equals_no_cache_reference(small, partner_fixture, r
 
 
 def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
-    partner = TransformersPartner(foreign_partner)
+    partner = TransformersBackend(foreign_partner)
     ids = partner.tokenizer("the cat sat on the").input_ids
     mat = partner.tokenizer(" mat").input_ids
     assert len(mat) == 1 and continuation_text(partner.tokenizer, ids, mat[0]) == " mat"
@@ -360,92 +360,3 @@ def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
     assert gen.calls == gen.steps  # every step called
     # each call appended its partner tokens, or one small-model token when rejected
     assert sum(gen.from_partner) + gen.rejected_calls == len(gen.token_ids) == 8
-
-
-# --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------
-
-def test_vllm_adapter_ranks_like_the_transformers_backend(random_partner, monkeypatch):
-    """A stand-in `vllm` module serves the top-k logits of the same HF model after the
-    repetition penalty, in the structure vLLM documents for `logprobs_mode="processed_logits"`
-    (RequestOutput.outputs[0].logprobs[0]: {token_id: Logprob}, num_cached_tokens), applying
-    the penalty as vLLM does (HF's rule, over the prompt's ids). This checks our adapter (the
-    penalty handed to vLLM, top two, tokens read), not vLLM."""
-    import sys
-    import types
-
-    from transformers import AutoModelForCausalLM
-
-    from evaluation.backends.partners import VLLMPartner
-
-    class SamplingParams:
-        def __init__(self, temperature, max_tokens, logprobs, repetition_penalty, detokenize):
-            assert temperature == 0.0 and max_tokens == 1
-            self.logprobs, self.repetition_penalty = logprobs, repetition_penalty
-
-    class LLM:
-        def __init__(self, model, enable_prefix_caching, logprobs_mode, max_logprobs, **kwargs):
-            assert enable_prefix_caching and logprobs_mode == "processed_logits"
-            self.model = AutoModelForCausalLM.from_pretrained(model)
-
-        @torch.no_grad()
-        def generate(self, prompts, params, use_tqdm):
-            outs = []
-            for p in prompts:
-                ids = torch.tensor([p["prompt_token_ids"]])
-                logits = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(ids, self.model(ids).logits[:, -1])[0]
-                top = logits.topk(params.logprobs)
-                logprobs = {int(t): types.SimpleNamespace(logprob=float(v)) for t, v in zip(top.indices, top.values)}
-                outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[logprobs])],
-                                                  num_cached_tokens=3))
-            return outs
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
-    queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
-    partner = VLLMPartner(random_partner)
-    assert partner.params.repetition_penalty == 1.2 and partner.params.logprobs == 2
-    served = partner.top_tokens(queries)
-    local = TransformersPartner(random_partner).top_tokens(queries)
-    assert [r.candidates for r in served] == [r.candidates for r in local]
-    assert [r.tokens_processed for r in served] == [r.tokens_processed - 3 for r in local]
-
-
-# --- a partner behind an OpenAI-compatible /completions endpoint --------------------------
-
-def test_openai_partner_ranks_like_the_transformers_backend(foreign_partner):
-    """A byte-level BPE partner (Qwen/Llama 3 style) served over HTTP gives the candidates the
-    local backend computes, and the tokens the server did not take from its cache."""
-    from evaluation.backends.partners import make_partner
-
-    texts = ["the cat sat on the mat . the cat", "Ralph Earl was an American painter"]
-    queries = [PartnerQuery(i, t) for i, t in enumerate(texts)]
-    with FakeOpenAIServer(completions_like_vllm(foreign_partner)) as server:
-        partner = make_partner("openai", "qwen-partner", base_url=server.base_url, api_key_env=None, concurrency=2)
-        served = partner.top_tokens(queries)
-    local = TransformersPartner(foreign_partner).top_tokens(queries)
-    assert served[0].candidates == local[0].candidates
-    # the second text's top two tokens are byte pieces that both read "\ufffd": the OpenAI
-    # format keys log-probs by text, so they are one entry, and the next text comes second
-    assert local[1].candidates == ("\ufffd", "\ufffd") and served[1].candidates[0] == "\ufffd"
-    assert served[1].candidates[1] not in ("", "\ufffd")
-    assert [r.tokens_processed for r in served] == [r.tokens_processed - 2 for r in local]
-    first = next(r["body"] for r in server.requests if r["body"]["prompt"] == texts[0])  # concurrent: any order
-    assert first == {"model": "qwen-partner", "max_tokens": 1, "temperature": 0.0, "logprobs": 5,
-             "repetition_penalty": 1.2, "prompt": texts[0]}
-
-
-def test_openai_partner_puts_the_greedy_token_first():
-    """The server's greedy token (decided after the penalty) leads even when its log-probs
-    come before the penalty (vLLM's default `raw_logprobs`), then the best other one."""
-    payload = {"choices": [{"text": " b", "logprobs": {"tokens": [" b"],
-                                                         "top_logprobs": [{" a": -0.5, " b": -1.0, " c": -2.0}]}}],
-               "usage": {"prompt_tokens": 9}}
-    with FakeOpenAIServer(lambda path, body: (200, {}, payload)) as server:
-        from evaluation.backends.partners import OpenAIPartner
-
-        partner = OpenAIPartner("m", base_url=server.base_url, api_key_env=None, repetition_penalty=1.0,
-                                max_input_tokens=100)
-        (reply,) = partner.top_tokens([PartnerQuery(0, "text")])
-    assert reply == PartnerReply((" b", " a"), tokens_processed=9)  # no cache details: every prompt token read
-    assert "repetition_penalty" not in server.requests[0]["body"]  # 1.0: a plain OpenAI request
-    assert server.requests[0]["body"]["truncate_prompt_tokens"] == 100

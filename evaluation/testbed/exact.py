@@ -91,7 +91,8 @@ SENTENCE = re.compile(r"[^.!?\n]+")
 SENTENCE_END = re.compile(r"[.!?]\s+|\n")
 
 
-def _words(values) -> str:
+def words_pattern(values) -> str:
+    """A regex alternation of the strings, longest first (so "United States" beats "United")."""
     return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
 
 
@@ -108,15 +109,15 @@ def university_stem(university: str) -> str:
 
 
 NAME_STEMS = (*(university_stem(u) for u in UNIVERSITIES), *EMPLOYER_STEMS)
-_STEM = rf"(?:{_words(NAME_STEMS)})"
+_STEM = rf"(?:{words_pattern(NAME_STEMS)})"
 MENTIONS = re.compile(
     rf"(?P<birth_date>{DATE_PATTERN.pattern})"
     rf"|(?P<university>\b(?:{'|'.join(re.escape(f).replace(re.escape('{}'), _STEM) for f in UNIVERSITY_FORMS)})\b)"
-    rf"|(?P<employer>\b{_STEM} (?:{_words(EMPLOYER_SUFFIXES)})\b)"
-    rf"|(?P<field>\b(?:{_words(FIELDS)})\b)"
-    rf"|(?P<city>\b(?:{_words(CITIES)})\b)"
-    rf"|(?P<country>\b(?:{_words(set(CITIES.values()))})\b)"
-    rf"|(?P<cue>\b(?i:{_words(BIRTH_CUES | EMPLOYER_CUES)})\b)"
+    rf"|(?P<employer>\b{_STEM} (?:{words_pattern(EMPLOYER_SUFFIXES)})\b)"
+    rf"|(?P<field>\b(?:{words_pattern(FIELDS)})\b)"
+    rf"|(?P<city>\b(?:{words_pattern(CITIES)})\b)"
+    rf"|(?P<country>\b(?:{words_pattern(set(CITIES.values()))})\b)"
+    rf"|(?P<cue>\b(?i:{words_pattern(BIRTH_CUES | EMPLOYER_CUES)})\b)"
 )
 
 
@@ -138,7 +139,7 @@ class KnowledgeBase:
         self.employers: dict[str, str] = structure["employers"]
         self.cities: dict[str, str] = structure["cities"]
         self.source: str = structure["source"]
-        self._names = re.compile(_words(self.people))
+        self._names = re.compile(words_pattern(self.people))
 
     @classmethod
     def load(cls, kb_dir: str | Path) -> KnowledgeBase:

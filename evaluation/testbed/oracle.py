@@ -9,16 +9,16 @@ How it decides, for the text so far (the partner's whole input):
 2. The sentence so far: the text after the last ".", "!" or "?" followed by whitespace, or
    after the last line break.
 3. At a cue (the sentence so far, trailing spaces aside, ends with the words that open a
-   slot in the world's templates or their natural variants): the first rule of `CUES` that
-   matches, in this order, gives the slot.
+   slot in the world's templates or their natural variants): the first row of this table
+   that matches gives the slot (`CITY_BEFORE_COMMA`, then `CUES`).
 
    | the sentence so far ends with                               | topic     | slot        |
    |-------------------------------------------------------------|-----------|-------------|
+   | "<city>,"  (a city of the world and a comma)                | any       | country     |
    | "(born", "born on", "birthday/birth date/date of birth is/was" | any    | birth_date  |
    | "on"                                                        | birth     | birth_date  |
    | "native of", "born in", "birthplace/hometown is/was"        | any       | birth_city  |
    | "in"                                                        | birth     | birth_city  |
-   | "<city>,"  (a city of the world and a comma)                | any       | country     |
    | "based in", "headquartered in", "located in"                | any       | headquarters|
    | "in"                                                        | career    | headquarters|
    | "work(s)/worked/working for/at", "employed by/at",          | any       | employer    |
@@ -32,8 +32,8 @@ How it decides, for the text so far (the partner's whole input):
    | "at", "from"                                                | education | university  |
 
    Words match whole and case-sensitively, the sentence's first letter read in lowercase
-   ("Born on", "Her employer,"; "Harrowgate In" is no "in", "born in At" no "At"). The topic of the sentence so far is that of
-   its last topic word or value: birth ("born", "native", "birthplace", "birth",
+   ("Born on", "Her employer,"; "Harrowgate In" is no "in", "born in At" no "At"). The
+   topic of the sentence so far is that of its last topic word or value: birth ("born", "native", "birthplace", "birth",
    "birthday", "hometown", a date), education ("studied", "studying", "studies", "study",
    "student", "graduated", "graduate", "subject", "major", "majored", "degree", "attended",
    "educated", "alumna", "alumnus", a university or field name), career ("work", "works",
@@ -56,12 +56,13 @@ How it decides, for the text so far (the partner's whole input):
    Among several, the value due at the text before p wins, then the longest p.
 5. Else decline.
 
-The answer is our tokenizer's next token of the value in context: the text the value is
-written with (a leading space unless the text so far ends in one, or the character before
-p in step 4) is tokenized whole (SentencePiece without its dummy prefix, as
-`PartnerTokenMap`), and the token that starts where the text so far ends is the answer;
-where no token starts there (the text so far cut a token of ours), the first token of the
-rest. On a gold document every value's next token is the document's own.
+The answer is our tokenizer's next token of the value in context: the value with the
+space before it (step 3: " " + value, the space already written when the text so far ends
+in one; step 4: p with the space before it, when there is one, then the rest) is tokenized
+whole (SentencePiece without its dummy prefix, as `PartnerTokenMap`), and the token that
+starts where the text so far ends is the answer, as text (a byte-spelled letter as the
+letter); where no token starts there (the text so far cut a token of ours), the first token
+of the rest. On a gold document every value's next token is the document's own.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ from dataclasses import dataclass
 
 from evaluation.backends.partners import PartnerQuery, PartnerReply
 from evaluation.cascade.generate import PartnerTokenMap
-from evaluation.testbed.exact import MENTIONS, SENTENCE_END, KnowledgeBase, _words
+from evaluation.testbed.exact import MENTIONS, SENTENCE_END, KnowledgeBase, words_pattern
 from pipelines.biographies import CITIES, PERSON_ATTRIBUTES, TEMPLATES, Person, fill
 from pipelines.tokenizer import Tokenizer
 
@@ -84,7 +85,7 @@ TOPIC_WORDS = {
                "company", "career", "based", "headquartered"),
 }
 MENTION_TOPICS = {"birth_date": "birth", "university": "education", "field": "education", "employer": "career"}
-TOPIC = re.compile(r"\b(?i:" + "|".join(rf"(?P<{t}>{_words(words)})" for t, words in TOPIC_WORDS.items()) + r")\b")
+TOPIC = re.compile(r"\b(?i:" + "|".join(rf"(?P<{t}>{words_pattern(words)})" for t, words in TOPIC_WORDS.items()) + r")\b")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,6 @@ CUES = (
     _cue(r"\bon", "birth", "birth_date"),
     _cue(r"\b(?:native of|born in|(?:birthplace|hometown) (?:is|was))", None, "birth_city"),
     _cue(r"\bin", "birth", "birth_city"),
-    _cue(rf"\b(?:{_words(CITIES)}),", None, "country"),
     _cue(r"\b(?:based|headquartered|located) in", None, "headquarters"),
     _cue(r"\bin", "career", "headquarters"),
     _cue(r"\b(?:works?|worked|working) (?:for|at)|\bemployed (?:by|at)|\bemployer(?:,| is| was)|\bjoined", None, "employer"),
@@ -115,7 +115,7 @@ CUES = (
     _cue(r"^at", None, "university"),
     _cue(r"\b(?:at|from)", "education", "university"),
 )
-CITY_BEFORE_COMMA = re.compile(rf"\b({_words(CITIES)}),\Z")
+CITY_BEFORE_COMMA = re.compile(rf"\b({words_pattern(CITIES)}),\Z")
 
 
 @dataclass(frozen=True)
@@ -154,19 +154,21 @@ class OraclePartner:
     def due(self, person: Person, sentence: str) -> tuple[str, str] | None:
         """The slot opened at the end of the sentence so far and its value, or None."""
         head = sentence.rstrip(" ")
-        head = head[:1].lower() + head[1:]  # "Born on", "At": a cue word that starts the sentence
+        city = CITY_BEFORE_COMMA.search(head)
+        if city:
+            return "country", self.kb.cities[city.group(1)]
+        lowered = head[:1].lower() + head[1:]  # "Born on", "At": a cue word that starts the sentence
         topic = topic_of(head)
         for cue in CUES:
-            if (cue.topic is None or cue.topic == topic) and cue.pattern.search(head):
+            if (cue.topic is None or cue.topic == topic) and cue.pattern.search(lowered):
                 value = self.slot_value(person, cue.slot, head)
                 return (cue.slot, value) if value is not None else None
         return None
 
     def slot_value(self, person: Person, slot: str, sentence: str) -> str | None:
+        """A person slot's value, or the headquarters due (rules in the module docstring)."""
         if slot in PERSON_ATTRIBUTES:
             return person.value(slot)
-        if slot == "country":
-            return self.kb.cities[CITY_BEFORE_COMMA.search(sentence).group(1)]
         employers = [m.group() for m in MENTIONS.finditer(sentence) if m.lastgroup == "employer"]
         return self.kb.employers.get(employers[-1]) if employers else person.employer_city
 

@@ -54,6 +54,7 @@ PARAPHRASES = [  # (text so far, slot, the value's text still to write)
     (MARY_DOC + "Mary Smith, a native of", "birth_city", " Lyon"),
     (MARY_DOC + "Born in Lyon on", "birth_date", " March 3, 1970"),
     (MARY_DOC + "She was born in Osaka,", "country", " Japan"),  # the country of the city named
+    (MARY_DOC + "Osaka,", "country", " Japan"),
     (MARY_DOC + "She studied", "field", " law"),
     (MARY_DOC + "She holds a degree in", "field", " law"),
     (MARY_DOC + "Her major was", "field", " law"),

@@ -6,8 +6,14 @@ Factual precision (the FactScore analogue). A generation continues the prompt
 the attribute values it states, found in each sentence (a maximal run of text without
 ".", "!", "?" or a line break) by these patterns, in text order:
 - birth_date: "<Month> <day>, <year>" (a full date; "March 1970" states nothing);
-- university: "University of X", "X University", "X College", "X Institute of Technology";
-- employer: "X <suffix>" with a suffix of the world's employers ("Analytics", "Labs", ...);
+- university: "University of X", "X University", "X College" or "X Institute of Technology",
+  and employer: "X <suffix>" with a suffix of the world's employers ("Analytics", "Labs", ...),
+  where X is a stem of the world's names (`NAME_STEMS`: the stems of its universities, e.g.
+  "Westmoor" of "University of Westmoor", and of its employers, e.g. "Ivers"). A name built
+  from the world's stems and forms is stated whether or not the world has it, so a model's
+  recombination ("Brookfield College" for "Brookfield University", "Ivers Dynamics" for
+  "Ivers Labs", "Marston Labs") is a stated, unsupported fact; a word that is no stem ("At" in
+  "At University of Westmoor") never starts a name;
 - field: one of the world's fields of study, as a whole word;
 - city: one of the world's cities. Its attribute is set by the last cue before it in the
   sentence: a birth cue ("born", "native", "birthplace") makes it birth_city, an employer
@@ -28,14 +34,7 @@ Fact leakage (the PopQA analogue): one sentence start per person attribute
 (`COMPLETIONS`), 3-shot, greedy, `<CALL>` at -inf, gold answer contained
 (`evaluation.measures.leakage.evaluate_questions`), by bucket.
 
-The knowledge-base partner (`KnowledgeBasePartner`): an upper bound that knows every
-value. It finds the person (the last full name of a known person in the text) and the
-sentence being written (the text after the last ".", "!", "?" or line break); it fills
-every sentence template of the world with that person's values and pronouns, in the
-order of `pipelines.biographies.TEMPLATES`; the first filled sentence of which the written
-part is an exact prefix, with the cut inside a value (or at the space before it), gives
-the answer: the next token (our tokenizer) of the rest of that value. Otherwise it
-answers nothing and the cascade rejects the call (the small model's own token is used).
+The oracle partner of the cascade: `evaluation.testbed.oracle`.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -52,8 +51,8 @@ import torch
 
 from evaluation import cascade
 from evaluation.backends import partners as partner_backends
-from evaluation.backends.partners import Partner, PartnerQuery, PartnerReply
-from evaluation.cascade.generate import CascadeConfig, Generation, PartnerTokenMap, generate, render, summarize
+from evaluation.backends.partners import Partner
+from evaluation.cascade.generate import CascadeConfig, Generation, generate, render, summarize
 from evaluation.checkpoint import LoadedCheckpoint
 from evaluation.measures import leakage
 from evaluation.measures.leakage import LeakageConfig, Question, evaluate_questions
@@ -63,19 +62,19 @@ from pipelines.biographies import (
     BUCKETS,
     CITIES,
     DATE_PATTERN,
-    EMPLOYER_PATTERN,
+    EMPLOYER_STEMS,
+    EMPLOYER_SUFFIXES,
     FIELDS,
     PERSON_ATTRIBUTES,
-    TEMPLATES,
+    SOURCE,
+    UNIVERSITIES,
     Person,
     SyntheticConfig,
-    fill,
     generate_world,
     read_knowledge_base,
 )
 from pipelines.doc_ids import split_of
 from pipelines.files import code_fingerprint
-from pipelines.tokenizer import Tokenizer
 
 PROMPT = "{name}\n\n{name}"
 COMPLETIONS = {
@@ -92,18 +91,33 @@ SENTENCE = re.compile(r"[^.!?\n]+")
 SENTENCE_END = re.compile(r"[.!?]\s+|\n")
 
 
-def _words(values) -> str:
+def words_pattern(values) -> str:
+    """A regex alternation of the strings, longest first (so "United States" beats "United")."""
     return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
 
 
+UNIVERSITY_FORMS = ("University of {}", "{} University", "{} College", "{} Institute of Technology")
+
+
+def university_stem(university: str) -> str:
+    """X of a university name of one of `UNIVERSITY_FORMS`."""
+    for form in UNIVERSITY_FORMS:
+        before, after = form.split("{}")
+        if university.startswith(before) and university.endswith(after):
+            return university[len(before):len(university) - len(after)]
+    raise ValueError(f"{SOURCE}: university {university!r} has none of the forms {UNIVERSITY_FORMS}")
+
+
+NAME_STEMS = (*(university_stem(u) for u in UNIVERSITIES), *EMPLOYER_STEMS)
+_STEM = rf"(?:{words_pattern(NAME_STEMS)})"
 MENTIONS = re.compile(
     rf"(?P<birth_date>{DATE_PATTERN.pattern})"
-    r"|(?P<university>\bUniversity of [A-Z][a-z]+\b|\b[A-Z][a-z]+ (?:University|College|Institute of Technology)\b)"
-    rf"|(?P<employer>{EMPLOYER_PATTERN.pattern})"
-    rf"|(?P<field>\b(?:{_words(FIELDS)})\b)"
-    rf"|(?P<city>\b(?:{_words(CITIES)})\b)"
-    rf"|(?P<country>\b(?:{_words(set(CITIES.values()))})\b)"
-    rf"|(?P<cue>\b(?i:{_words(BIRTH_CUES | EMPLOYER_CUES)})\b)"
+    rf"|(?P<university>\b(?:{'|'.join(re.escape(f).replace(re.escape('{}'), _STEM) for f in UNIVERSITY_FORMS)})\b)"
+    rf"|(?P<employer>\b{_STEM} (?:{words_pattern(EMPLOYER_SUFFIXES)})\b)"
+    rf"|(?P<field>\b(?:{words_pattern(FIELDS)})\b)"
+    rf"|(?P<city>\b(?:{words_pattern(CITIES)})\b)"
+    rf"|(?P<country>\b(?:{words_pattern(set(CITIES.values()))})\b)"
+    rf"|(?P<cue>\b(?i:{words_pattern(BIRTH_CUES | EMPLOYER_CUES)})\b)"
 )
 
 
@@ -125,7 +139,7 @@ class KnowledgeBase:
         self.employers: dict[str, str] = structure["employers"]
         self.cities: dict[str, str] = structure["cities"]
         self.source: str = structure["source"]
-        self._names = re.compile(_words(self.people))
+        self._names = re.compile(words_pattern(self.people))
 
     @classmethod
     def load(cls, kb_dir: str | Path) -> KnowledgeBase:
@@ -192,45 +206,6 @@ def precision(generations: Sequence[str], people: Sequence[Person], kb: Knowledg
         "supported_per_generation": supported / max(len(generations), 1),
         "by_attribute": {a: {"stated": n, "supported": s, "precision": s / n} for a, (s, n) in sorted(by_attribute.items())},
     }
-
-
-class KnowledgeBasePartner:
-    """The upper-bound partner (decision rule in the module docstring)."""
-
-    name = "knowledge_base"
-
-    def __init__(self, kb: KnowledgeBase, tokenizer: Tokenizer):
-        self.kb = kb
-        self.sp = PartnerTokenMap(tokenizer).sp  # our pieces, without the dummy prefix
-
-    def answer(self, text: str) -> str | None:
-        """The rest of the value being written, or None."""
-        person = self.kb.person_in(text)
-        if person is None:
-            return None
-        written = SENTENCE_END.split(text)[-1]
-        cut = len(written)
-        for template in TEMPLATES:
-            sentence, spans = fill(template, person)
-            if not sentence.startswith(written):
-                continue
-            for span in spans:
-                if span.start <= cut < span.end or (cut == span.start - 1 and sentence[cut] == " "):
-                    return sentence[cut:span.end]
-        return None
-
-    def next_token(self, rest: str) -> str:
-        return self.sp.id_to_piece(self.sp.encode(rest)[0]).replace("\u2581", " ")
-
-    def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
-        replies = []
-        for q in queries:
-            rest = self.answer(q.text)
-            replies.append(PartnerReply((self.next_token(rest),) if rest else (), 0))
-        return replies
-
-    def release(self, key: Hashable) -> None:
-        """Nothing is cached."""
 
 
 def questions(people: Sequence[Person]) -> list[Question]:
@@ -328,5 +303,6 @@ def evaluate_synthetic(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dic
         "leakage": evaluate_attribute_leakage(model, kb, config, log),
         "call_decisions": call_decisions(model, kb, config),
         "config": asdict(config),
-        "code_fingerprint": code_fingerprint(sys.modules[__name__], synthetic, cascade, partner_backends, leakage),
+        "code_fingerprint": code_fingerprint(sys.modules[__name__], synthetic, cascade, partner_backends, leakage,
+                                             *(sys.modules[m] for m in sorted({type(p).__module__ for p in partners.values()}))),
     }

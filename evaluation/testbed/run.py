@@ -8,7 +8,7 @@ A plain driver rather than the Dagster assets: the Definitions fix the storage r
 shard partitions and the preset when they are imported (`LACY_PRESET`,
 `LACY_NUM_SHARDS`), so a second world beside the default would need every CLI call to
 carry the same environment and run config, and each training run would pay torchrun's
-and Pipes' start-up; the testbed's evaluation (exact scorers, knowledge-base partner) is
+and Pipes' start-up; the testbed's evaluation (exact scorers, oracle partner) is
 not one of the per-checkpoint assets either. The driver calls the same library functions
 the assets call, stage by stage, and skips a stage whose output is complete (a manifest,
 or a finished run), so an interrupted run resumes.
@@ -28,7 +28,8 @@ import torch
 from evaluation.backends.transformers_backend import TransformersBackend
 from evaluation.checkpoint import load_checkpoint
 from evaluation.measures.validation import ValidationConfig, evaluate_validation
-from evaluation.testbed.exact import KnowledgeBase, KnowledgeBasePartner, SyntheticEvalConfig, evaluate_synthetic
+from evaluation.testbed.exact import KnowledgeBase, SyntheticEvalConfig, evaluate_synthetic
+from evaluation.testbed.oracle import OraclePartner
 from evaluation.testbed.report import write_report
 from pipelines.biographies import KB_DIR, SyntheticConfig, write_beside_corpus
 from pipelines.corpus import CorpusConfig, read_corpus_shard, write_corpus
@@ -145,7 +146,7 @@ class Testbed:
     def evaluate(self) -> dict[str, dict]:
         kb = KnowledgeBase.load(self.path("corpus", KB_DIR))
         reference = self.checkpoint(REFERENCE)
-        partners = {"knowledge_base": KnowledgeBasePartner(kb, load_checkpoint(reference).tokenizer),
+        partners = {"knowledge_base": OraclePartner(kb, load_checkpoint(reference).tokenizer),
                     "reference": TransformersBackend(reference)}
         baseline = load_checkpoint(self.checkpoint("baseline")) if "baseline" in self.config.methods else None
         results = {}

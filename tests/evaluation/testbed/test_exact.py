@@ -1,39 +1,23 @@
-"""Exact scorers and the knowledge-base partner of the synthetic world, on hand-worked texts."""
+"""Exact scorers of the synthetic world, on hand-worked texts and on the world's own documents."""
 
 import pytest
 
-from evaluation.backends.partners import PartnerQuery
-from evaluation.cascade.generate import CascadeConfig, PartnerTokenMap, generate
 from evaluation.checkpoint import load_checkpoint, write_random_checkpoint
-from evaluation.testbed.exact import (
-    KnowledgeBase,
-    KnowledgeBasePartner,
-    SyntheticEvalConfig,
-    atomic_facts,
-    evaluate_synthetic,
-    precision,
-    questions,
-)
-from pipelines.biographies import CITIES, SyntheticConfig, generate_world, write_beside_corpus
-from pipelines.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+from evaluation.testbed.exact import KnowledgeBase, SyntheticEvalConfig, atomic_facts, evaluate_synthetic, precision, questions
+from evaluation.testbed.oracle import OraclePartner
+from pipelines.biographies import CITIES, write_beside_corpus
+from tests.evaluation.testbed.worlds import SMALL, knowledge_base_of
 
 MARY = {"person_id": 0, "name": "Mary Smith", "gender": "female", "birth_date": "March 3, 1970", "birth_city": "Lyon",
         "birth_country": "France", "university": "Marston College", "field": "law", "employer": "Ivers Labs",
         "employer_city": "Porto", "documents": 1, "train_documents": 1, "bucket": "tail"}
 STRUCTURE = {"employers": {"Ivers Labs": "Porto", "Selwyn Energy": "Lyon"}, "cities": CITIES,
-             "source": "embedded:synthetic-bios?people=40&head_people=4&head_documents=6&seed=1"}
+             "source": SMALL.source()}
 
 
 @pytest.fixture(scope="module")
 def kb() -> KnowledgeBase:
     return KnowledgeBase([MARY], STRUCTURE)
-
-
-@pytest.fixture(scope="module")
-def world_tokenizer(tmp_path_factory) -> Tokenizer:
-    world = generate_world(SyntheticConfig.from_source(STRUCTURE["source"]))
-    texts = [d.text for d in world.documents] + ["Mary Smith was born on March 3, 1970 in Lyon, France."] * 5
-    return Tokenizer(train_tokenizer(texts, tmp_path_factory.mktemp("syn_tok"), TokenizerConfig(vocab_size=400)))
 
 
 def test_atomic_facts_by_hand(kb):
@@ -78,34 +62,6 @@ def test_precision_by_hand(kb):
     assert result["by_attribute"]["birth_city"] == {"stated": 2, "supported": 1, "precision": 0.5}
 
 
-def test_knowledge_base_partner_decides_by_template_prefix(kb, world_tokenizer):
-    partner = KnowledgeBasePartner(kb, world_tokenizer)
-    start = "Mary Smith\n\n"
-    assert partner.answer(start + "Mary Smith was born on") == " March 3, 1970"
-    assert partner.answer(start + "Mary Smith was born on March 3") == ", 1970"
-    assert partner.answer(start + "Mary Smith was born in Lyon,") == " France"
-    assert partner.answer(start + "Mary Smith was born in Lyon. She studied") == " law"
-    assert partner.answer(start + "Mary Smith was born in Lyon. She works for Ivers Labs, a company based in") == " Porto"
-    assert partner.answer(start + "Mary Smith was born") is None  # "on" or "in": no value is being written
-    assert partner.answer(start + "Mary Smith was born on June") is None  # not her value
-    assert partner.answer(start + "Mary Smith was born on March 3, 1970") is None  # the value is complete
-    assert partner.answer(start + "He studied") is None  # the wrong pronoun matches no template of hers
-    assert partner.answer("Someone was born on") is None  # no known person
-    reply = partner.top_tokens([PartnerQuery(0, start + "Mary Smith was born on")])[0]
-    assert len(reply.candidates) == 1 and " March 3, 1970".startswith(reply.candidates[0])
-    assert PartnerTokenMap(world_tokenizer).to_ours(reply.candidates[0]) is not None
-
-
-def test_cascade_with_the_knowledge_base_partner_writes_the_true_value(kb, world_tokenizer, tmp_path):
-    model = load_checkpoint(write_random_checkpoint(tmp_path / "ckpt", world_tokenizer.path))
-    config = CascadeConfig(max_new_tokens=24, call_budget=1.0)  # calls at every step
-    gen = generate(model, ["Mary Smith\n\nMary Smith was born on"], KnowledgeBasePartner(kb, world_tokenizer), config)[0]
-    assert gen.segments[0] == (" March 3, 1970", True)
-    value_tokens = len(world_tokenizer.encode("Mary Smith was born on March 3, 1970")) - len(world_tokenizer.encode("Mary Smith was born on"))
-    assert gen.from_partner[:value_tokens] == [True] * value_tokens
-    assert gen.rejected_calls == gen.calls - value_tokens  # after the value the partner has no answer
-
-
 def test_questions_by_hand(kb):
     qs = questions([kb.people["Mary Smith"]])
     assert [(q.prompt, q.answers, q.relation) for q in qs] == [
@@ -124,10 +80,50 @@ def test_evaluate_synthetic_runs_end_to_end_on_a_random_model(world_tokenizer, t
     kb = KnowledgeBase.load(tmp_path / "knowledge_base")
     model = load_checkpoint(write_random_checkpoint(tmp_path / "ckpt", world_tokenizer.path))
     config = SyntheticEvalConfig(people_per_bucket=3, max_new_tokens=8, leakage_people_per_bucket=2, call_documents=4)
-    result = evaluate_synthetic(model, kb, {"knowledge_base": KnowledgeBasePartner(kb, world_tokenizer)}, config, log=lambda _: None)
+    result = evaluate_synthetic(model, kb, {"oracle": OraclePartner(kb, world_tokenizer)}, config, log=lambda _: None)
     head = result["generations"]["head"]
-    assert set(head) == {"no_call", "knowledge_base"} and head["no_call"]["calls"]["calls"] == 0
-    assert 0 < head["knowledge_base"]["calls"]["call_rate"] <= 1
+    assert set(head) == {"no_call", "oracle"} and head["no_call"]["calls"]["calls"] == 0
+    assert 0 < head["oracle"]["calls"]["call_rate"] <= 1
     assert result["leakage"]["head"]["questions"] == 10
     decisions = result["call_decisions"]["tail"]
     assert decisions["documents"] >= 1 and 0 <= decisions["calls_on_values"] <= 1
+
+
+STATED_AS = {"birth_country": "country"}  # the attribute a value span is stated as
+
+
+def test_every_gold_document_scores_one_and_states_every_value(default_world):
+    """The world's own documents: precision 1.000 on every attribute, and every value span
+    is found as a fact of its attribute at its place (recall 1)."""
+    kb = knowledge_base_of(default_world)
+    people = {p.person_id: p for p in default_world.people}
+    docs = default_world.documents
+    result = precision([d.text for d in docs], [people[d.person_id] for d in docs], kb)
+    assert result["precision"] == 1.0
+    assert {a: r["precision"] for a, r in result["by_attribute"].items()} == {
+        a: 1.0 for a in ("birth_date", "birth_city", "country", "university", "field", "employer", "employer_city")}
+    for doc in docs:
+        found = {(f.attribute, f.start, f.value) for f in atomic_facts(doc.text, people[doc.person_id], kb)}
+        spans = {(STATED_AS.get(s.attribute, s.attribute), s.start, doc.text[s.start:s.end]) for s in doc.spans}
+        assert found == spans, doc.doc_id
+
+
+def test_names_are_built_from_the_worlds_stems(kb):
+    """A university or employer name made of the world's stems and forms is stated, true or
+    not (the model's recombinations); a word that is no stem starts none."""
+    person = kb.people["Mary Smith"]  # Marston College, Ivers Labs
+    text = ("At Marston College, Mary Smith chose law as her subject. She studied at Brookfield College and "
+            "University of Marston. She works for Ivers Dynamics, then Marston Labs, then Halvorsen University. "
+            "At University of Everett she met Quillon Labs.")
+    facts = [(f.attribute, f.value, f.supported) for f in atomic_facts(text, person, kb)]
+    assert facts == [
+        ("university", "Marston College", True), ("field", "law", True),
+        ("university", "Brookfield College", False),  # Brookfield University's stem, another form
+        ("university", "University of Marston", False),
+        ("employer", "Ivers Dynamics", False),  # Ivers Labs' stem, another suffix
+        ("employer", "Marston Labs", False),  # a university's stem with an employer's suffix
+        ("university", "Halvorsen University", False),  # an employer's stem as a university
+        ("university", "University of Everett", False),  # "At" starts no name
+        ("employer", "Quillon Labs", False),
+    ]
+    assert atomic_facts("At University she met Acme Labs and Big College.", person, kb) == []  # no stems

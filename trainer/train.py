@@ -9,8 +9,9 @@ linear warmup then constant; gradients are clipped to norm 1.0 (`trainer.presets
 Resume: `train` continues from the newest complete checkpoint in `out` (model, optimizer,
 RNG states, data position), so a run killed at any moment restarts where its last
 checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step (the
-`loss_based` and `spacy` masks) comes from a generator seeded by (seed, step, micro-batch),
-never from global state, so it does not depend on how the work is split or resumed.
+`loss_based`, `spacy` and `llm_judge` masks) comes from a generator seeded by (seed, step,
+micro-batch) (`trainer.masks.mask_generator`), never from global state, so it does not
+depend on how the work is split or resumed.
 
 Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
 `reporter.log(step, metrics)` for the caller's reporter and the optional TensorBoard and W&B
@@ -28,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
@@ -40,7 +40,7 @@ from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, Checkpoint, clean_partia
 from trainer.checkpoint_io import load_trainer_state, save_checkpoint
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
 from trainer.loggers import TensorBoardWriter, WandbWriter
-from trainer.masks import Method, get_method
+from trainer.masks import Method, get_method, mask_generator
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
 from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
@@ -148,11 +148,6 @@ def build_optimizer(model: GPT, settings: RunSettings, fused: bool = True) -> to
     ]
     return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps,
                              fused=fused)
-
-
-def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """The generator of micro-batch `index` of step `step` (random masks, exact on resume)."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0]))
 
 
 def micro_batch_loss(

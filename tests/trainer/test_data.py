@@ -61,6 +61,7 @@ def test_labels_are_aligned_to_targets():
             cls = [CLASS.get(t, 0) for t in targets]  # EOS targets: grammatical
             assert mb.labels.fact.tolist() == [c == 2 for c in cls]
             assert mb.labels.other.tolist() == [c == 1 for c in cls]
+            assert mb.labels.eos.tolist() == [t == EOS for t in targets]
             assert mb.labels.judge_call.tolist() == [t != EOS and t % 2 == 1 for t in targets]
             ref = mb.labels.ref_loss.tolist()
             for t, r in zip(targets, ref):

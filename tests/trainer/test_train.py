@@ -51,6 +51,8 @@ def test_every_method_trains(tmp_path, dataset, judge_dir, ref_dir, method):
     elif method in ("lacy", "rho1", "spacy", "spacy_refloss", "lacy_ignorefacts", "lacy_ignore"):
         assert r["call_fraction"] == 10 / 64  # round(0.15 * 64) per micro-batch (~40% facts: enough)
         assert r["call_loss"] > 0 and r["call_target_loss"] > 0 and 0 <= r["call_auc"] <= 1
+    elif method == "llm_judge":
+        assert 0 < r["call_fraction"] <= 10 / 64  # its labels (~15% of tokens), at most round(0.15 * 64) per micro-batch
     if method in ("lacy_ignorefacts", "lacy_ignore"):
         assert r["ignore_fraction"] >= 10 / 64
     else:

@@ -230,6 +230,26 @@ def load_documents(
     )
 
 
+def find_documents(docs: Documents, split: str, doc_ids: list[str]) -> dict[str, int]:
+    """Where each of `doc_ids` found among `docs` (`load_documents` of `split`) is: its index,
+    in the loader's order (dataset by dataset, shards in manifest order, rows in shard order;
+    the first when a doc_id repeats). Reads the doc_id and split columns of the shards."""
+    wanted, found, base = pa.array(doc_ids, pa.string()), {}, 0
+    for source in docs.sources:
+        path = Path(source["path"])
+        first = base
+        for entry in read_json(path / MANIFEST)["shards"]:
+            table = read_table(path / entry["file"], TOKEN_SCHEMA, ["doc_id", "split"])
+            ids = table.column("doc_id").filter(pc.equal(table.column("split"), split))
+            for row in np.flatnonzero(pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False)):
+                found.setdefault(ids[int(row)].as_py(), base + int(row))
+            base += len(ids)
+        if base - first != source["docs"]:
+            raise DataError(f"{path / MANIFEST}: its shards hold {base - first} {split} documents, the loaded split "
+                            f"{source['docs']}; the shards changed since they were loaded")
+    return found
+
+
 def _split_tokens(i: _Input, split: str) -> int:
     """The tokens of `split` in a dataset, by its manifest (whose shard counts must add up)."""
     tokens = sum(entry["tokens_per_split"].get(split, 0) for entry in i.manifest["shards"])

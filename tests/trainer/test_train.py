@@ -163,9 +163,10 @@ def test_call_objective_is_part_of_a_calling_run_only(tmp_path, dataset):
     assert run("baseline", "full", 2, "baseline")["step"] == 2
 
 
-def test_cli_call_objective():
+def test_cli_call_objective_and_probe():
     common = ["--method", "lacy", "--data", "d", "--out", "o"]
-    assert parse_args(common).call_objective == "full"
+    assert parse_args(common).call_objective == "full" and parse_args(common).probe is None
+    assert parse_args([*common, "--probe", "p.parquet"]).probe == "p.parquet"
     assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
     with pytest.raises(SystemExit):
         parse_args([*common, "--call-objective", "softmax"])

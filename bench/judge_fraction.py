@@ -1,12 +1,16 @@
 """Whether Table 5's "15% of tokens are calls in each batch" cap binds the LLM judge: the
-share of LMLM judge-call tokens per training micro-batch of the embedded data, as the trainer
-packs it (`trainer.data.PackedLoader`, the `embedded` preset's micro-batch of 8 x 256).
+share of judge-call tokens per training micro-batch, as the trainer packs them
+(`trainer.data.PackedLoader`, the preset's micro-batch: `embedded` 8 x 256).
 
-Builds what it needs with the repo's pipeline, without spaCy (the judge labels need token
-ids, not fact classes): the embedded corpus, the tokenizer (4,096 pieces, as the `tokenizer`
-asset trains it), unlabeled token shards and the A.2.2 judge labels, in `--work`.
+Without --data, builds the embedded data with the repo's pipeline, without spaCy (the judge
+labels need token ids, not fact classes): the embedded corpus, the tokenizer (4,096 pieces,
+as the `tokenizer` asset trains it), unlabeled token shards and the A.2.2 judge labels from
+LMLM's annotations, in `--work`. With --data and --judge, reads those (e.g. the synthetic
+testbed's `token_shards` and `lmlm_judge_labels` with `--preset synthetic`).
 
     .venv/bin/python bench/judge_fraction.py [--work /tmp/judge_fraction] [--epochs 1]
+    .venv/bin/python bench/judge_fraction.py --data artifacts/synthetic/token_shards \
+        --judge artifacts/synthetic/lmlm_judge_labels --preset synthetic
 
 The last line is
 judge_fraction=<all train tokens> micro_batches=<n> mean=<m> median=<m> p90=<p> max=<m> above_cap=<share>
@@ -49,10 +53,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/judge_fraction"))
     parser.add_argument("--epochs", type=int, default=1, help="micro-batches covering this many epochs of the train split")
+    parser.add_argument("--data", type=Path, default=None, help="a token dataset (default: build the embedded one in --work)")
+    parser.add_argument("--judge", type=Path, default=None, help="its judge labels (with --data)")
+    parser.add_argument("--preset", default="embedded", help="the trainer preset whose micro-batch is measured")
     args = parser.parse_args()
-    tokens, judge = build(args.work)
-    docs = load_documents([tokens], "train", judge_dirs=[judge], needs=Needs(judge=True), method="llm_judge")
-    run = get_preset("embedded").run("llm_judge")
+    tokens, judge = (args.data, args.judge) if args.data else build(args.work)
+    docs = load_documents([tokens], "train", judge_dirs=[judge], needs=Needs(judge=True), method="llm_judge",
+                          cache_dir=args.work / "cache")
+    run = get_preset(args.preset).run("llm_judge")
     loader = PackedLoader(docs, run.context, run.micro_batch_size, run.micro_batches_per_step(), seed=0)
     n = run.micro_batch_size * run.context
     steps = -(-args.epochs * loader.epoch_len // loader.tokens_per_step)

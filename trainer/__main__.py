@@ -46,12 +46,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="where the loader keeps the split as flat arrays (default: cache/ in the first --data folder; "
                    "needs write access: give one when that folder is read-only)")
+    p.add_argument("--probe", default=None, metavar="FILE",
+                   help="a probe file (Parquet: doc_id, kind per token; see trainer/probe.py): which kinds of tokens the "
+                   "method's rule and the model's decoded mask call, in OUT/probe.jsonl at every logging step")
     a = p.parse_args(argv)
     return TrainConfig(method=a.method, data=tuple(a.data), out=a.out, preset=a.preset, judge=tuple(a.judge),
                        ref_losses=tuple(a.ref_losses), max_steps=a.max_steps, save_every=a.save_every,
                        log_every=a.log_every, seed=a.seed, call_objective=a.call_objective, root=a.root,
                        tensorboard=a.tensorboard, wandb_project=a.wandb_project, fused_adamw=a.fused_adamw,
-                       cache_dir=a.cache_dir)
+                       cache_dir=a.cache_dir, probe=a.probe)
 
 
 def run(cfg: TrainConfig) -> int:

@@ -27,8 +27,8 @@ lock; a mapped file outlives its deletion, so a run using one keeps it.
 EOS before every document (`EOS d1 EOS d2 ...`), cut into sequences of `seq_len` inputs and
 `seq_len` targets (the inputs shifted by one). Labels are aligned to the *targets*: the
 labels of position i belong to the token the model predicts there. An EOS target has class
-grammatical (so never a fact, never `other`), judge label 0 and reference loss NaN (the
-masks never rank it). A document's first token is predicted after that EOS, as in
+grammatical (so never a fact, never `other`), judge label 0, reference loss NaN, and the
+label `eos` (no mask rule calls or ignores it, `trainer.masks`). A document's first token is predicted after that EOS, as in
 `trainer.score`. The stream is a pure function of (seed, position): micro-batch k of step s
 is read directly, without state, so resuming is exact and processes split the work by
 index. Global micro-batch k of a step goes to rank k // accumulation, so any number of
@@ -42,7 +42,7 @@ import fcntl
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -230,6 +230,26 @@ def load_documents(
     )
 
 
+def find_documents(docs: Documents, split: str, doc_ids: list[str]) -> dict[str, int]:
+    """Where each of `doc_ids` found among `docs` (`load_documents` of `split`) is: its index,
+    in the loader's order (dataset by dataset, shards in manifest order, rows in shard order;
+    the first when a doc_id repeats). Reads the doc_id and split columns of the shards."""
+    wanted, found, base = pa.array(doc_ids, pa.string()), {}, 0
+    for source in docs.sources:
+        path = Path(source["path"])
+        first = base
+        for entry in read_json(path / MANIFEST)["shards"]:
+            table = read_table(path / entry["file"], TOKEN_SCHEMA, ["doc_id", "split"])
+            ids = table.column("doc_id").filter(pc.equal(table.column("split"), split))
+            for row in np.flatnonzero(pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False)):
+                found.setdefault(ids[int(row)].as_py(), base + int(row))
+            base += len(ids)
+        if base - first != source["docs"]:
+            raise DataError(f"{path / MANIFEST}: its shards hold {base - first} {split} documents, the loaded split "
+                            f"{source['docs']}; the shards changed since they were loaded")
+    return found
+
+
 def _split_tokens(i: _Input, split: str) -> int:
     """The tokens of `split` in a dataset, by its manifest (whose shard counts must add up)."""
     tokens = sum(entry["tokens_per_split"].get(split, 0) for entry in i.manifest["shards"])
@@ -402,8 +422,32 @@ class MicroBatch:
 
     def to(self, device: torch.device) -> MicroBatch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        labels = TokenLabels(*(move(getattr(self.labels, f)) for f in ("fact", "other", "judge_call", "ref_loss")))
+        labels = TokenLabels(**{f.name: move(getattr(self.labels, f.name)) for f in fields(TokenLabels)})
         return MicroBatch(move(self.inputs), move(self.targets), labels, self.index)
+
+
+def sequence_positions(first: int, rows: int, seq_len: int) -> np.ndarray:
+    """Stream positions (rows, seq_len + 1) of sequences `first` .. `first + rows - 1`: sequence
+    r reads positions r * seq_len .. (r + 1) * seq_len (its inputs, then its targets shifted by one)."""
+    return (np.arange(first, first + rows, dtype=np.int64)[:, None] * seq_len
+            + np.arange(seq_len + 1, dtype=np.int64))
+
+
+def pack(docs: Documents, flat: np.ndarray, index: int) -> MicroBatch:
+    """The micro-batch whose tokens are `flat` (rows, seq_len + 1), indexes into the flat
+    document arrays with -1 for an EOS: inputs, targets and the labels of the targets."""
+    eos = flat < 0
+    safe = np.where(eos, 0, flat)
+    tokens = torch.from_numpy(np.where(eos, int(docs.tokenizer["eos_id"]), docs.ids[safe]).astype(np.int64))
+    t_eos, t_safe = eos[:, 1:].reshape(-1), safe[:, 1:].reshape(-1)
+    cls = np.where(t_eos, EOS_CLASS, docs.token_class[t_safe])
+    judge = ref = None
+    if docs.judge_call is not None:
+        judge = torch.from_numpy(np.where(t_eos, 0, docs.judge_call[t_safe]).astype(bool))
+    if docs.ref_loss is not None:
+        ref = torch.from_numpy(np.where(t_eos, np.nan, docs.ref_loss[t_safe]).astype(np.float32))
+    labels = TokenLabels(torch.from_numpy(cls == FACT), torch.from_numpy(cls == OTHER), torch.from_numpy(t_eos), judge, ref)
+    return MicroBatch(tokens[:, :-1], tokens[:, 1:], labels, index)
 
 
 class PackedLoader:
@@ -423,7 +467,6 @@ class PackedLoader:
             raise ValueError(f"{micro_batches_per_step} micro-batches per step cannot be split over {world_size} processes")
         self.docs, self.seq_len, self.b, self.g = docs, seq_len, micro_batch_size, micro_batches_per_step
         self.seed, self.rank, self.accum = seed, rank, micro_batches_per_step // world_size
-        self.eos_id = int(docs.tokenizer["eos_id"])
         self.epoch_len = int(docs.offsets[-1]) + docs.num_docs  # every document plus its EOS
         self.step = 0
         self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -458,21 +501,7 @@ class PackedLoader:
     def micro_batch(self, step: int, index: int) -> MicroBatch:
         """Global micro-batch `index` of optimizer step `step` (a pure function of both)."""
         first = (step * self.g + index) * self.b
-        positions = (np.arange(first, first + self.b, dtype=np.int64)[:, None] * self.seq_len
-                     + np.arange(self.seq_len + 1, dtype=np.int64))
-        flat = self._flat_index(positions)
-        eos = flat < 0
-        safe = np.where(eos, 0, flat)
-        tokens = torch.from_numpy(np.where(eos, self.eos_id, self.docs.ids[safe]).astype(np.int64))
-        t_eos, t_safe = eos[:, 1:].reshape(-1), safe[:, 1:].reshape(-1)
-        cls = np.where(t_eos, EOS_CLASS, self.docs.token_class[t_safe])
-        judge = ref = None
-        if self.docs.judge_call is not None:
-            judge = torch.from_numpy(np.where(t_eos, 0, self.docs.judge_call[t_safe]).astype(bool))
-        if self.docs.ref_loss is not None:
-            ref = torch.from_numpy(np.where(t_eos, np.nan, self.docs.ref_loss[t_safe]).astype(np.float32))
-        labels = TokenLabels(torch.from_numpy(cls == FACT), torch.from_numpy(cls == OTHER), judge, ref)
-        return MicroBatch(tokens[:, :-1], tokens[:, 1:], labels, index)
+        return pack(self.docs, self._flat_index(sequence_positions(first, self.b, self.seq_len)), index)
 
     def next_step(self) -> tuple[int, list[MicroBatch]]:
         """This process's micro-batches of the next step; advances the position."""

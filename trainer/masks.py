@@ -7,10 +7,17 @@ so makes a 2-process DDP run equal a 1-process run accumulating gradients over t
 micro-batches. All inputs are per *target* position, flattened to (n,). Adding a method is
 a rule function and a row of `METHODS` (and its row in docs/training.md).
 
-"15% of tokens" is k = round(0.15 * n). When fewer candidates exist than k (e.g. fewer fact
-tokens than 15%), all candidates are calls and the realized fraction is what the train loop
-reports. Ranks are exact and deterministic: ties go to the earlier position. Losses ranked
-on are the model's own per-token loss -log p_CALL(x_{i+1}) in this forward pass, detached.
+"15% of tokens" is k = round(0.15 * n), n counting every position (EOS targets too). When
+fewer candidates exist than k (e.g. fewer fact tokens than 15%), all candidates are calls
+and the realized fraction is what the train loop reports. Ranks are exact and deterministic:
+ties go to the earlier position. Losses ranked on are the model's own per-token loss
+-log p_CALL(x_{i+1}) in this forward pass, detached.
+
+No rule calls or ignores an EOS target (`TokenLabels.eos`, the separator the loader puts
+before each document): every rule chooses among the other positions (`MaskInputs.callable`,
+`.fact`, `.other`), so `loss_based` draws Bernoulli(0.15) over the non-EOS positions, and
+validation, which never calls an EOS (A.4.3's mask in `decode_call_mask`), sees the same
+positions the training masks could have called.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 CALL_FRACTION = 0.15
@@ -30,6 +38,7 @@ class TokenLabels:
 
     fact: torch.Tensor  # bool: spaCy class fact
     other: torch.Tensor  # bool: spaCy class other (neither fact nor grammatical)
+    eos: torch.Tensor  # bool: the target is the EOS before a document (never a call, never ignored)
     judge_call: torch.Tensor | None = None  # bool: LLM-judge <CALL> label
     ref_loss: torch.Tensor | None = None  # float: reference model's loss; NaN where unknown (EOS)
 
@@ -55,8 +64,27 @@ class MaskInputs:
     def none(self) -> torch.Tensor:
         return torch.zeros(self.n, dtype=torch.bool, device=self.labels.fact.device)
 
+    @property
+    def callable(self) -> torch.Tensor:
+        """The positions a rule may call or ignore: every target but EOS."""
+        return ~self.labels.eos
+
+    @property
+    def fact(self) -> torch.Tensor:
+        return self.labels.fact & self.callable
+
+    @property
+    def other(self) -> torch.Tensor:
+        return self.labels.other & self.callable
+
     def uniform(self) -> torch.Tensor:
+        """One U(0, 1) draw per position (EOS targets included, so the stream of draws does not
+        depend on where the EOS targets fall)."""
         return torch.rand(self.n, generator=self.generator).to(self.labels.fact.device)
+
+    def uniform_sample(self, candidates: torch.Tensor) -> torch.Tensor:
+        """k of the `candidates` (callable ones only) uniformly at random, all of them if fewer."""
+        return top_k_mask(self.uniform(), candidates & self.callable, self.k)
 
 
 Masks = tuple[torch.Tensor, torch.Tensor]  # (call_mask, ignore_mask), bool (n,)
@@ -96,42 +124,46 @@ def no_masks(x: MaskInputs) -> Masks:
 
 
 def loss_based_masks(x: MaskInputs) -> Masks:
-    """loss_based: C ~ Bernoulli(0.15) per token, as Table 5 writes (15% in expectation)."""
-    return x.uniform() < CALL_FRACTION, x.none
+    """loss_based: C ~ Bernoulli(0.15) per non-EOS token, as Table 5 writes (15% of them in
+    expectation)."""
+    return (x.uniform() < CALL_FRACTION) & x.callable, x.none
 
 
 def rho1_masks(x: MaskInputs) -> Masks:
     """rho1: C = the 15% of tokens with the lowest own loss minus reference loss (Rho-1's
     "excess loss"; the paper trains on high scores and delegates the low ones)."""
     excess = x.token_loss - x.labels.ref_loss
-    return top_k_mask(excess, torch.isfinite(excess), x.k, largest=False), x.none
+    return top_k_mask(excess, torch.isfinite(excess) & x.callable, x.k, largest=False), x.none
 
 
 def llm_judge_masks(x: MaskInputs) -> Masks:
-    """llm_judge: C = the LLM-judge labels as given (A.2.2); not forced to 15%."""
-    return x.labels.judge_call.bool(), x.none
+    """llm_judge: C = the LLM-judge labels (A.2.2); where they exceed 15% of tokens, a
+    uniform sample of 15% of tokens among them, as `spacy` samples its fact tokens (Table 5's
+    caption: "The call masks are always chosen such that 15% of tokens are calls in each
+    batch"). With fewer judge labels, all of them are calls."""
+    return x.uniform_sample(x.labels.judge_call.bool()), x.none
 
 
 def spacy_masks(x: MaskInputs) -> Masks:
     """spacy: 15% of tokens, sampled uniformly among spaCy fact tokens (section 5.4)."""
-    return top_k_mask(x.uniform(), x.labels.fact, x.k), x.none
+    return x.uniform_sample(x.fact), x.none
 
 
 def spacy_refloss_masks(x: MaskInputs) -> Masks:
     """spacy_refloss: the fact tokens with the highest reference loss, 15% of tokens."""
     ref = x.labels.ref_loss
-    return top_k_mask(ref, x.labels.fact & torch.isfinite(ref), x.k), x.none
+    return top_k_mask(ref, x.fact & torch.isfinite(ref), x.k), x.none
 
 
 def lacy_masks(x: MaskInputs) -> Masks:
     """lacy: the fact tokens with the highest own loss, 15% of tokens (section 4)."""
-    return lacy_call_mask(x.token_loss, x.labels.fact), x.none
+    return lacy_call_mask(x.token_loss, x.fact), x.none
 
 
 def lacy_ignorefacts_masks(x: MaskInputs) -> Masks:
     """lacy_ignorefacts: C as lacy; I = fact * (1 - C)."""
-    call = lacy_call_mask(x.token_loss, x.labels.fact)
-    return call, x.labels.fact & ~call
+    call = lacy_call_mask(x.token_loss, x.fact)
+    return call, x.fact & ~call
 
 
 def lacy_ignore_masks(x: MaskInputs) -> Masks:
@@ -143,7 +175,7 @@ def lacy_ignore_masks(x: MaskInputs) -> Masks:
     fraction is reported."""
     call, ignore = lacy_ignorefacts_masks(x)
     extra = max(0, num_calls(x.n, IGNORE_FRACTION) - int(ignore.sum()))
-    return call, ignore | top_k_mask(x.token_loss, x.labels.other & ~call, extra)
+    return call, ignore | top_k_mask(x.token_loss, x.other & ~call, extra)
 
 
 @dataclass(frozen=True)
@@ -187,6 +219,17 @@ METHODS: dict[str, Method] = {
         Method("lacy_ignore", "LaCy + Ignore", lacy_ignore_masks, Needs(facts=True), step_factor=1 / 0.85 * 1.15),
     )
 }
+
+
+TRAINING, PROBE = 0, 1  # the streams of `mask_generator`
+
+
+def mask_generator(seed: int, step: int, index: int, stream: int = TRAINING) -> torch.Generator:
+    """The generator of micro-batch `index` of step `step` (random masks, exact on resume).
+    `stream` PROBE is the mechanism probe's (`trainer.probe`): a child of the same seed
+    sequence under another spawn key, which numpy keeps independent of the training stream."""
+    spawn_key = () if stream == TRAINING else (stream,)
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index], spawn_key=spawn_key).generate_state(1)[0]))
 
 
 REFERENCE = "reference"  # the reference model's run: the baseline's objective and masks, trained longer

@@ -9,12 +9,14 @@ linear warmup then constant; gradients are clipped to norm 1.0 (`trainer.presets
 Resume: `train` continues from the newest complete checkpoint in `out` (model, optimizer,
 RNG states, data position), so a run killed at any moment restarts where its last
 checkpoint left it, bit for bit on CPU (same thread count). Randomness in a step (the
-`loss_based` and `spacy` masks) comes from a generator seeded by (seed, step, micro-batch),
-never from global state, so it does not depend on how the work is split or resumed.
+`loss_based`, `spacy` and `llm_judge` masks) comes from a generator seeded by (seed, step,
+micro-batch) (`trainer.masks.mask_generator`), never from global state, so it does not
+depend on how the work is split or resumed.
 
 Metrics (rank 0, every `log_every` steps): a line of `<out>/metrics.jsonl` and
 `reporter.log(step, metrics)` for the caller's reporter and the optional TensorBoard and W&B
-writers (`trainer.loggers`). Names: see `trainer.metrics`.
+writers (`trainer.loggers`). Names: see `trainer.metrics`. With a probe file (`--probe`),
+also a line of `<out>/probe.jsonl` (`trainer.probe`), which changes nothing in training.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
@@ -40,11 +41,12 @@ from trainer.checkpoint import INFO_FILE, WEIGHTS_FILE, Checkpoint, clean_partia
 from trainer.checkpoint_io import load_trainer_state, save_checkpoint
 from trainer.data import Documents, MicroBatch, PackedLoader, load_documents
 from trainer.loggers import TensorBoardWriter, WandbWriter
-from trainer.masks import Method, get_method
+from trainer.masks import Method, get_method, mask_generator
 from trainer.metrics import SUMS, interval_metrics, micro_batch_sums
 from trainer.model import GPT, model_config
 from trainer.objective import FULL, check_objective, lacy_loss_from_stats, logit_stats
 from trainer.presets import RunSettings, get_preset
+from trainer.probe import PROBE_FILE, load_probe
 
 METRICS_FILE = "metrics.jsonl"  # one line per logging step: `trainer.metrics.METRICS`
 
@@ -100,6 +102,7 @@ class TrainConfig:
     wandb_project: str | None = None  # also log to this W&B project (needs `wandb`)
     fused_adamw: bool = True  # the fused AdamW kernel; False: the per-tensor one (PyTorch's CPU default), not bit-identical
     cache_dir: str | None = None  # the loader's flat arrays (`trainer.data`); default: cache/ in the first --data folder
+    probe: str | None = None  # a probe file (`trainer.probe`): <out>/probe.jsonl at every logging step; no effect on training
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,6 @@ def build_optimizer(model: GPT, settings: RunSettings, fused: bool = True) -> to
     ]
     return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps,
                              fused=fused)
-
-
-def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """The generator of micro-batch `index` of step `step` (random masks, exact on resume)."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0]))
 
 
 def micro_batch_loss(
@@ -206,12 +204,14 @@ class StepRunner:
         return sums, grad_norm
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from (a killed run wrote them)."""
+def truncate_log(path: Path, step: int) -> list[int]:
+    """Drop the lines of a JSON-lines log (metrics.jsonl, probe.jsonl) logged after the
+    checkpoint we resume from (a killed run wrote them); returns the steps of the lines kept."""
     if not path.exists():
-        return
+        return []
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in keep))
+    return [json.loads(line)["step"] for line in keep]
 
 
 def call_objective(cfg: TrainConfig, method: Method) -> str | None:
@@ -278,9 +278,15 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
         say(f"resumed from {resume.path} at step {start}")
     if start >= total:
         return resume.path
+    probe = None
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(out / METRICS_FILE, start)
+        truncate_log(out / METRICS_FILE, start)
+        if cfg.probe:
+            probe = load_probe(cfg.probe, docs, settings.context, settings.micro_batch_size, method, cfg.seed, tok.call_id,
+                               d.device, runner.autocast)
+            probe.resume(model, start, truncate_log(out / PROBE_FILE, start))
+            say(f"probe {cfg.probe}: tokens per kind {probe.counts()}")
     say(f"{cfg.method} ({objective or 'A.1'} objective) on {cfg.preset}: {model.num_params() / 1e6:.1f}M parameters, {docs.num_docs} documents, "
         f"{int(docs.offsets[-1])} tokens, steps {start}->{total}, {g} micro-batches of {settings.micro_batch_size}x"
         f"{settings.context} per step over {d.world_size} process(es)")
@@ -299,6 +305,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, log: Callable[[str
             done = step + 1
             if done % log_every == 0 or done == total:
                 metrics.flush(done, learning_rate(settings, step), grad_norm)
+                if probe is not None:
+                    probe.log(out / PROBE_FILE, model, done)
+                    metrics.restart_clock()  # the probe's time is in probe.jsonl, not in the next interval's step time
             if done % save_every == 0 or done == total:
                 info_now = {**info, "step": done, "tokens_seen": done * loader.tokens_per_step}
                 path = _save(out, done, model, runner, loader, docs.tokenizer["path"], info_now, d)
@@ -324,7 +333,11 @@ class MetricsLog:
 
     def _reset(self) -> None:
         self.sums.zero_()
-        self.t0, self.data_seconds, self.steps = time.perf_counter(), 0.0, 0
+        self.data_seconds, self.steps = 0.0, 0
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.t0 = time.perf_counter()
 
     def add(self, sums: torch.Tensor, data_seconds: float) -> None:
         self.sums += sums

@@ -10,7 +10,7 @@ the first is a target exactly once. The last, shorter window is kept (its own ba
 Batches hold `batch_size` windows; "15% of tokens" is 15% of a batch's target tokens, as
 in the paper ("the top 15% call logits in a batch"), so C_M depends on the batching.
 An EOS target (the separator before a document) is never a call: the trainer's masks never
-rank it (its class is neither fact nor other, its reference loss is NaN), so C_M is chosen
+call it (`TokenLabels.eos`), so C_M (`trainer.decoded_mask.decode_call_mask`) is chosen
 among the other positions, 15% of all positions as in the trainer.
 
 The call decision (`CallDecision`), over the positions that can be calls (EOS targets
@@ -38,6 +38,7 @@ from pipelines.classes import FACT, OTHER, UNLABELED
 from pipelines.files import code_fingerprint, file_sha256, fingerprint
 from pipelines.shards import TOKEN_SCHEMA, check_equal_lengths, read_manifest, read_table
 from pipelines.tokenizer import MODEL_FILE
+from trainer.decoded_mask import call_is_top, decode_call_mask
 from trainer.masks import CALL_FRACTION, METHODS, TokenLabels, get_method, num_calls, top_k_mask
 from trainer.metrics import roc_auc
 from trainer.objective import LogitStats, logit_stats
@@ -49,37 +50,6 @@ class ValidationConfig:
     batch_size: int = 8  # windows per batch; the 15% rule is applied per batch
     call_fraction: float = CALL_FRACTION
     max_tokens: int | None = None  # evaluate on the first N validation tokens (CPU); None = all
-
-
-def call_is_top(logits: torch.Tensor, call_id: int) -> torch.Tensor:
-    """Where the `<CALL>` logit is the top logit (a tie with another token counts as top)."""
-    others = torch.cat([logits[..., :call_id], logits[..., call_id + 1:]], dim=-1)
-    return logits[..., call_id] >= others.max(dim=-1).values
-
-
-def decode_call_mask(logits: torch.Tensor, call_id: int, fraction: float = CALL_FRACTION,
-                     candidates: torch.Tensor | None = None) -> torch.Tensor:
-    """The call mask C_M of A.4.3 over all positions of `logits` [..., vocab].
-
-    Positions where the call logit is the top logit (ties count as top) are calls; if there
-    are more than `fraction` of all positions, keep those with the highest call logits; if
-    fewer, add the positions with the next-highest call logits until `fraction` is reached.
-    Only `candidates` (bool [...], default all) can be calls; the budget counts all positions.
-    """
-    flat = logits.reshape(-1, logits.shape[-1])
-    call = flat[:, call_id]
-    allowed = torch.ones_like(call, dtype=torch.bool) if candidates is None else candidates.reshape(-1)
-    is_top = call_is_top(flat, call_id) & allowed
-    k = min(num_calls(len(call), fraction), int(allowed.sum()))
-    top = is_top.nonzero().flatten()
-    if len(top) >= k:
-        chosen = top[call[top].topk(k).indices]
-    else:
-        rest = (~is_top & allowed).nonzero().flatten()
-        chosen = torch.cat([top, rest[call[rest].topk(k - len(top)).indices]])
-    mask = torch.zeros(len(call), dtype=torch.bool, device=logits.device)
-    mask[chosen] = True
-    return mask.reshape(logits.shape[:-1])
 
 
 def token_stats(logits: torch.Tensor, targets: torch.Tensor, call_id: int) -> LogitStats:
@@ -152,8 +122,8 @@ def own_rule_note(method: str, has_reference_losses: bool) -> str | None:
 def own_rule(method: str, stats: LogitStats, cls: torch.Tensor, ref_loss: torch.Tensor | None,
              generator: torch.Generator) -> torch.Tensor:
     """The method's call mask (`trainer.masks.Method.masks`) on one flattened batch, ranked on
-    this model's own losses; EOS targets are neither fact nor other and have no reference loss."""
-    labels = TokenLabels(fact=cls == FACT, other=cls == OTHER, ref_loss=ref_loss)
+    this model's own losses; EOS targets (class UNLABELED here) are never called."""
+    labels = TokenLabels(fact=cls == FACT, other=cls == OTHER, eos=cls == UNLABELED, ref_loss=ref_loss)
     return get_method(method).masks(labels, stats.token_loss, generator)[0]
 
 

@@ -56,7 +56,7 @@ from evaluation.cascade.generate import CascadeConfig, Generation, generate, ren
 from evaluation.checkpoint import LoadedCheckpoint
 from evaluation.measures import leakage
 from evaluation.measures.leakage import LeakageConfig, Question, evaluate_questions
-from evaluation.measures.validation import decode_call_mask, token_stats
+from evaluation.measures.validation import token_stats
 from pipelines import biographies as synthetic
 from pipelines.biographies import (
     BUCKETS,
@@ -75,6 +75,7 @@ from pipelines.biographies import (
 )
 from pipelines.doc_ids import split_of
 from pipelines.files import code_fingerprint
+from trainer.decoded_mask import decode_call_mask
 
 PROMPT = "{name}\n\n{name}"
 COMPLETIONS = {

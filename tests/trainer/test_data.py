@@ -12,7 +12,7 @@ import pytest
 
 import trainer.data as trainer_data
 from pipelines.shards import ShardError, list_array, write_table
-from trainer.data import CACHE, DataError, Documents, PackedLoader, load_documents
+from trainer.data import CACHE, DataError, Documents, PackedLoader, find_documents, load_documents
 from trainer.masks import Needs
 from trainer.toy_data import synthetic_docs, write_dataset, write_labels
 
@@ -61,6 +61,7 @@ def test_labels_are_aligned_to_targets():
             cls = [CLASS.get(t, 0) for t in targets]  # EOS targets: grammatical
             assert mb.labels.fact.tolist() == [c == 2 for c in cls]
             assert mb.labels.other.tolist() == [c == 1 for c in cls]
+            assert mb.labels.eos.tolist() == [t == EOS for t in targets]
             assert mb.labels.judge_call.tolist() == [t != EOS and t % 2 == 1 for t in targets]
             ref = mb.labels.ref_loss.tolist()
             for t, r in zip(targets, ref):
@@ -123,6 +124,18 @@ def test_loads_the_train_split_with_labels(dataset, judge_dir, ref_dir, tokenize
     assert not np.isnan(docs.ref_loss).any()
     valid = load_documents([dataset], "validation")
     assert valid.num_docs == len(synthetic_docs(tokenizer_path)) - len(train)
+
+
+def test_find_documents_gives_their_place_in_the_loaded_split(dataset, tokenizer_path):
+    docs = load_documents([dataset], "train")
+    all_docs = synthetic_docs(tokenizer_path)
+    train = {d[0]: d[2] for d in all_docs if d[1] == "train"}
+    validation = [d[0] for d in all_docs if d[1] == "validation"]
+    found = find_documents(docs, "train", [*train, *validation, "nowhere"])
+    assert sorted(found) == sorted(train) and sorted(found.values()) == list(range(docs.num_docs))
+    for doc_id, ids in train.items():
+        i = found[doc_id]
+        assert docs.ids[docs.offsets[i]:docs.offsets[i + 1]].tolist() == ids.tolist()
 
 
 def test_judge_labels_follow_their_documents(dataset, judge_dir, tokenizer_path):

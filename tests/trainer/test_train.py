@@ -51,6 +51,8 @@ def test_every_method_trains(tmp_path, dataset, judge_dir, ref_dir, method):
     elif method in ("lacy", "rho1", "spacy", "spacy_refloss", "lacy_ignorefacts", "lacy_ignore"):
         assert r["call_fraction"] == 10 / 64  # round(0.15 * 64) per micro-batch (~40% facts: enough)
         assert r["call_loss"] > 0 and r["call_target_loss"] > 0 and 0 <= r["call_auc"] <= 1
+    elif method == "llm_judge":
+        assert 0 < r["call_fraction"] <= 10 / 64  # its labels (~15% of tokens), at most round(0.15 * 64) per micro-batch
     if method in ("lacy_ignorefacts", "lacy_ignore"):
         assert r["ignore_fraction"] >= 10 / 64
     else:
@@ -161,9 +163,10 @@ def test_call_objective_is_part_of_a_calling_run_only(tmp_path, dataset):
     assert run("baseline", "full", 2, "baseline")["step"] == 2
 
 
-def test_cli_call_objective():
+def test_cli_call_objective_and_probe():
     common = ["--method", "lacy", "--data", "d", "--out", "o"]
-    assert parse_args(common).call_objective == "full"
+    assert parse_args(common).call_objective == "full" and parse_args(common).probe is None
+    assert parse_args([*common, "--probe", "p.parquet"]).probe == "p.parquet"
     assert parse_args([*common, "--call-objective", "renormalized"]).call_objective == "renormalized"
     with pytest.raises(SystemExit):
         parse_args([*common, "--call-objective", "softmax"])

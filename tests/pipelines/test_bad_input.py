@@ -93,21 +93,38 @@ def test_a_lone_surrogate_in_a_json_file_names_the_string(tmp_path):
         read_json_file(path)
 
 
-def test_a_truncated_token_shard_stops_the_trainer_naming_it(tmp_path, capsys):
-    """A dataset whose manifest was written over a truncated shard (the sha256 check passes):
-    the trainer's shard reading names the shard and its footer, and writes no run directory."""
+@pytest.fixture
+def token_shards(tmp_path):
     data = tmp_path / "token_shards"
     tokenizer = synthetic_tokenizer(tmp_path / "tokenizer")
     write_dataset(data, tokenizer, synthetic_docs(tokenizer, n=8))
-    shard = truncate(data / "shard-0001.parquet")
-    manifest = json.loads((data / MANIFEST).read_text())
+    return data
+
+
+def train(data, out) -> int:
+    return trainer(["--preset", "smoke", "--method", "baseline", "--data", str(data), "--out", str(out), "--max-steps", "1"])
+
+
+def test_a_truncated_token_shard_stops_the_trainer_naming_it(token_shards, tmp_path, capsys):
+    """A dataset whose manifest was written over a truncated shard (the sha256 check passes):
+    the trainer's shard reading names the shard and its footer, and writes no run directory."""
+    shard = truncate(token_shards / "shard-0001.parquet")
+    manifest = json.loads((token_shards / MANIFEST).read_text())
     manifest["shards"][1]["sha256"] = file_sha256(shard)
-    (data / MANIFEST).write_text(json.dumps(manifest))
+    (token_shards / MANIFEST).write_text(json.dumps(manifest))
     capsys.readouterr()
-    out = tmp_path / "run"
-    assert trainer(["--preset", "smoke", "--method", "baseline", "--data", str(data), "--out", str(out), "--max-steps", "1"]) == 1
+    assert train(token_shards, tmp_path / "run") == 1
     err = one_error_line(capsys, "python -m trainer")
     assert err.startswith(f"python -m trainer: {shard}:footer: not a Parquet file, or a truncated one")
-    assert not out.exists() and not [p for p in (data / "cache").iterdir() if not p.name.endswith(".lock")]
+    assert not (tmp_path / "run").exists() and not [p for p in (token_shards / "cache").iterdir() if not p.name.endswith(".lock")]
     with pytest.raises(ShardError, match=rf"{shard}:footer"):
         read_table(shard, TOKEN_SCHEMA)
+
+
+def test_a_truncated_manifest_stops_the_trainer_naming_it(token_shards, tmp_path, capsys):
+    truncate(token_shards / MANIFEST)
+    capsys.readouterr()
+    assert train(token_shards, tmp_path / "run") == 1
+    err = one_error_line(capsys, "python -m trainer")
+    assert err.startswith(f"python -m trainer: {token_shards / MANIFEST}:line ") and "not valid JSON" in err
+    assert not (tmp_path / "run").exists()

@@ -1,20 +1,23 @@
 """Training assets: the reference model and its per-token losses, and one model per method
-of Table 5. Each launches the same trainer under torchrun through Dagster Pipes, in a run
-directory of its own, and shows its loss curves.
+of Table 5. Each launches its torchrun command (`assets.pipes_train`, `assets.pipes_score`)
+through the `pipes_subprocess_client` resource's own `run(command=, context=, env=)`, so any
+Pipes client bound to that key (a Kubernetes or Docker one) runs it; training writes a run
+directory of its own and shows its loss curves.
 
 While a model trains, every line the trainer appends to `metrics.jsonl` becomes an
-`AssetObservation` of the asset (the UI plots them live, in the asset's Plots tab). A failed
+`AssetObservation` of the asset (the UI plots them live, in the asset's Plots tab): a thread
+tails the file, which lies in the shared artifact storage, while the client's blocking call
+runs; so the client keeps its own process handling (termination forwarding included). A failed
 training step is retried (`TRAINING_RETRIES`): the retry runs in the same run, hence the same
 run directory, so the trainer resumes from the newest checkpoint.
 """
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,14 +27,12 @@ from dagster import (
     AssetsDefinition,
     Backoff,
     Config,
-    Failure,
     MaterializeResult,
     MetadataValue,
-    PipesClientCompletedInvocation,
-    PipesSubprocessClient,
+    PipesClient,
+    ResourceParam,
     RetryPolicy,
     asset,
-    open_pipes_session,
 )
 
 from assets.data import extra_token_shards, lmlm_judge_labels, token_shards
@@ -39,13 +40,11 @@ from assets.metadata import md_plot
 from assets.resources import LacyStorage
 from pipelines.files import code_fingerprint, read_json, write_json
 from pipelines.presets import preset_name
-from pipelines.shards import MANIFEST
 from trainer import data as trainer_data
 from trainer import masks, model, objective, train
 from trainer.checkpoint import latest_checkpoint
 from trainer.masks import METHODS
 from trainer.presets import REFERENCE
-from trainer.score import score_dataset
 from trainer.train import METRICS_FILE
 
 CALL_DECISION = {  # `trainer.metrics` names: the call-decision panel of the loss curves
@@ -57,7 +56,8 @@ CALL_DECISION = {  # `trainer.metrics` names: the call-decision panel of the los
 LATEST = "latest.json"  # <models>/<name>/latest.json: the run and final checkpoint of the last success
 OBSERVED = ("loss", "call_loss", "non_call_loss", "call_fraction", "ignore_fraction", *CALL_DECISION, "lr", "grad_norm",
             "tokens_per_s")
-POLL_SECONDS = 2.0
+POLL_SECONDS = 2.0  # how often the metrics file is read while the trainer runs
+Pipes = ResourceParam[PipesClient]  # the `pipes_subprocess_client` resource: PipesSubprocessClient here, any Pipes client
 TRAINING_RETRIES = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 TRAINER_CODE = code_fingerprint(trainer_data, masks, model, objective, train)
 
@@ -96,12 +96,12 @@ def _train(
     context: AssetExecutionContext,
     config: TrainingConfig,
     storage: LacyStorage,
-    pipes: PipesSubprocessClient,
+    pipes: PipesClient,
     name: str,
     data: list[Path],
     judge: list[Path] = (),
     ref_losses: list[Path] = (),
-) -> Iterator[AssetObservation | MaterializeResult]:
+) -> MaterializeResult:
     # A new materialization trains from scratch in its own run directory; a re-execution of a
     # failed run (same root run id) resumes from its newest checkpoint.
     run_dir = storage.path("models", name, f"run-{(context.run.root_run_id or context.run.run_id)[:8]}")
@@ -120,12 +120,12 @@ def _train(
     flags += ["--cache-dir", config.cache_dir] if config.cache_dir else []
     command, env = _torchrun(config.nproc_per_node, "assets.pipes_train", flags)
     context.log.info(" ".join(command))
-    invocation = yield from _run_observed(context, pipes, command, env, run_dir / METRICS_FILE)
-    result = invocation.get_materialize_result()
+    with observing(context, run_dir / METRICS_FILE):
+        result = pipes.run(command=command, context=context, env=env).get_materialize_result()
     final = latest_checkpoint(run_dir)
     write_json(storage.path("models", name, LATEST), {"run_dir": storage.ref(run_dir), "checkpoint": storage.ref(final.path)})
     metrics = MetricsTail(run_dir / METRICS_FILE).new_rows()
-    yield MaterializeResult(
+    return MaterializeResult(
         metadata={
             **(result.metadata or {}),
             "checkpoint": MetadataValue.path(str(final.path)),
@@ -178,40 +178,44 @@ class MetricsTail:
         return rows
 
 
-def _run_observed(
-    context: AssetExecutionContext, pipes: PipesSubprocessClient, command: list[str], env: dict[str, str], metrics: Path
-) -> Iterator[AssetObservation]:
-    """`pipes.run` with the trainer's new metrics lines yielded as observations while it runs;
-    returns the Pipes invocation. Stopping the run (or any error here) sends the trainer SIGINT."""
-    with open_pipes_session(context=context, context_injector=pipes.context_injector,
-                            message_reader=pipes.message_reader) as session:
-        process = subprocess.Popen(command, cwd=pipes.cwd, env={**os.environ, **pipes.env, **env, **session.get_bootstrap_env_vars()})
-        tail = MetricsTail(metrics)
-        # a retry resumes in the same run directory: its steps up to the failure were observed
-        observed = max((row["step"] for row in tail.new_rows()), default=0)
+@contextmanager
+def observing(context: AssetExecutionContext, metrics: Path) -> Iterator[None]:
+    """While the block runs (the Pipes client's blocking call), a thread records each metrics
+    line the trainer appends as an `AssetObservation` (`context.log_event` stores it at once:
+    live), every `POLL_SECONDS` and once more when the block ends, however it ends. The lines
+    already in the file are not observed again: a retry resumes in the same run directory,
+    whose steps up to the failure were observed. An error of the thread is raised after the
+    block."""
+    tail = MetricsTail(metrics)
+    last = max((row["step"] for row in tail.new_rows()), default=0)
+    stop, errors = threading.Event(), []
+
+    def watch() -> None:
+        nonlocal last
         try:
-            while process.poll() is None:
-                time.sleep(POLL_SECONDS)
-                observed = yield from _observe(context, tail, observed)
-            yield from _observe(context, tail, observed)
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=pipes.termination_timeout_seconds)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if process.returncode != 0:
-            raise Failure(f"training failed with exit code {process.returncode}")
-    return PipesClientCompletedInvocation(session)
+            while not stop.wait(POLL_SECONDS):
+                last = _observe(context, tail, last)
+            _observe(context, tail, last)
+        except Exception as e:  # raised in the asset's own thread, after the block
+            errors.append(e)
+
+    thread = threading.Thread(target=watch, name=f"observe {metrics}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
-def _observe(context: AssetExecutionContext, tail: MetricsTail, after: int) -> Iterator[AssetObservation]:
-    """The newly logged steps past `after` as observations; returns the last step observed."""
+def _observe(context: AssetExecutionContext, tail: MetricsTail, after: int) -> int:
+    """Record the newly logged steps past `after` as observations; returns the last step observed."""
     for row in tail.new_rows():
         if row["step"] > after:
             values = {k: float(row[k]) for k in OBSERVED if row.get(k) is not None}
-            yield AssetObservation(asset_key=context.asset_key, metadata={"step": int(row["step"]), **values})
+            context.log_event(AssetObservation(asset_key=context.asset_key, metadata={"step": int(row["step"]), **values}))
             after = row["step"]
     return after
 
@@ -264,13 +268,13 @@ def _loss_curves(metrics: list[dict], name: str, save_to: Path) -> MetadataValue
     retry_policy=TRAINING_RETRIES,
 )
 def reference_model(
-    context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
-) -> Iterator[AssetObservation | MaterializeResult]:
+    context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: Pipes
+) -> MaterializeResult:
     """The reference model: baseline objective, trained longer and on more data (the corpus
     plus the extra lead sections). Rho-1 and spaCy+Refloss rank on its losses; at the embedded
     scale it is also the cascade partner."""
     data = [storage.path("token_shards"), storage.path("extra_token_shards")]
-    yield from _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
+    return _train(context, config, storage, pipes_subprocess_client, REFERENCE, data)
 
 
 class ReferenceLossesConfig(Config):
@@ -284,26 +288,23 @@ class ReferenceLossesConfig(Config):
     pool="gpu",
     code_version=TRAINER_CODE,
 )
-def reference_losses(context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage) -> MaterializeResult:
-    """Per-token losses of the reference model over the train shards, aligned to input_ids."""
+def reference_losses(
+    context: AssetExecutionContext, config: ReferenceLossesConfig, storage: LacyStorage, pipes_subprocess_client: Pipes
+) -> MaterializeResult:
+    """Per-token losses of the reference model over the train shards, aligned to input_ids
+    (`python -m trainer.score` under torchrun, through the Pipes client like the training)."""
     checkpoint = latest_run(storage, REFERENCE)["checkpoint"]
-    data, out = storage.path("token_shards"), storage.path("reference_losses")
-    if config.nproc_per_node > 1:
-        command, env = _torchrun(config.nproc_per_node, "trainer.score", ["--checkpoint", checkpoint, "--data", str(data),
-                                 "--out", str(out), "--batch-size", str(config.batch_size), "--root", str(storage.path())])
-        context.log.info(" ".join(command))
-        subprocess.run(command, check=True, env={**os.environ, **env})
-        manifest = read_json(out / MANIFEST)
-    else:
-        manifest = score_dataset(checkpoint, data, out, batch_size=config.batch_size, log=context.log.info, root=storage.path())
+    out = storage.path("reference_losses")
+    command, env = _torchrun(config.nproc_per_node, "assets.pipes_score", [
+        "--checkpoint", checkpoint, "--data", str(storage.path("token_shards")), "--out", str(out),
+        "--batch-size", str(config.batch_size), "--root", str(storage.path())])
+    context.log.info(" ".join(command))
+    scored = pipes_subprocess_client.run(command=command, context=context, env=env).get_materialize_result()
     return MaterializeResult(
         metadata={
             "reference_checkpoint": MetadataValue.path(checkpoint),
-            "tokens": manifest["tokens"],
-            "mean_loss": round(manifest["mean_loss"], 4),
-            "fingerprint": manifest["fingerprint"],
-            "seconds": manifest["seconds"],
-            "path": MetadataValue.path(str(storage.path("reference_losses"))),
+            **(scored.metadata or {}),
+            "path": MetadataValue.path(str(out)),
         }
     )
 
@@ -324,11 +325,11 @@ def method_model(method: str) -> AssetsDefinition:
         f"{spec.step_factor:.3f}x).",
     )
     def _model(
-        context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: PipesSubprocessClient
-    ) -> Iterator[AssetObservation | MaterializeResult]:
+        context: AssetExecutionContext, config: TrainingConfig, storage: LacyStorage, pipes_subprocess_client: Pipes
+    ) -> MaterializeResult:
         judge = [storage.path("lmlm_judge_labels")] if spec.needs.judge else []
         ref = [storage.path("reference_losses")] if spec.needs.ref_loss else []
-        yield from _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
+        return _train(context, config, storage, pipes_subprocess_client, method, [storage.path("token_shards")], judge, ref)
 
     return _model
 

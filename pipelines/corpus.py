@@ -26,10 +26,11 @@ from pipelines.files import (
     file_sha256,
     fingerprint,
     iter_jsonl,
+    one_line,
     read_json_file,
     write_json,
 )
-from pipelines.shards import MANIFEST, read_table, shard_name, table_writer
+from pipelines.shards import MANIFEST, PARQUET_ERRORS, parquet_file, read_table, shard_name, table_writer
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data" / "embedded"
 LMLM_FILES = (  # the 830 Llama-annotated articles first, then the GPT-4o ones (71 repeat)
@@ -126,8 +127,7 @@ def _is_data_file(p: Path) -> bool:
 
 def _read_file(path: Path) -> Iterator[Record]:
     if path.name.endswith(".parquet"):
-        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)  # a row group at a time, not the file
-        yield from _read_rows((row for batch in batches for row in batch.to_pylist()), str(path), "row")
+        yield from _read_rows(_parquet_rows(path), str(path), "row")
     elif path.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.xz")):
         yield from _read_jsonl(path)
     else:
@@ -137,6 +137,18 @@ def _read_file(path: Path) -> Iterator[Record]:
 def _read_jsonl(path: Path) -> Iterator[Record]:
     for lineno, row in iter_jsonl(path):
         yield _record(row, f"{path}:line {lineno}")
+
+
+def _parquet_rows(path: Path) -> Iterator[dict]:
+    """The rows of a Parquet file, a batch of a row group at a time (not the file); a corrupt
+    row group fails naming it."""
+    with parquet_file(path) as file:
+        for k in range(file.num_row_groups):
+            try:
+                for batch in file.iter_batches(batch_size=1024, row_groups=[k]):
+                    yield from batch.to_pylist()
+            except PARQUET_ERRORS as e:
+                raise CorpusError(f"{path}:row group {k}: corrupt Parquet data ({one_line(e)})") from e
 
 
 def _read_rows(rows: Iterable[dict], name: str, unit: str) -> Iterator[Record]:

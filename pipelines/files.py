@@ -9,9 +9,11 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import secrets
 import shutil
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,10 +68,15 @@ def resolve_path(ref: str, root: str | os.PathLike) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the project wrote (a manifest, a pointer file); one that does not parse
+    fails naming the file and line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (materialize the asset that writes it first)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}:line {e.lineno}: not valid JSON ({e.msg})") from e
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -126,6 +133,15 @@ class RecordError(ValueError):
     """A record of a data file that cannot be read; the message names the file and line."""
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (Arrow's span several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+# what a truncated or corrupt .gz/.xz file raises while it is decompressed (BadGzipFile is an OSError)
+DECOMPRESSION_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
 def open_binary(path: str | os.PathLike):
     """A file, transparently decompressed when it ends in .gz or .xz."""
     path = Path(path)
@@ -139,9 +155,13 @@ def open_binary(path: str | os.PathLike):
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """A (possibly compressed) UTF-8 text file; a leading byte-order mark is dropped."""
+    """A (possibly compressed) UTF-8 text file; a leading byte-order mark is dropped. A
+    truncated or corrupt compressed file fails naming it."""
     with open_binary(path) as f:
-        raw = f.read()
+        try:
+            raw = f.read()
+        except DECOMPRESSION_ERRORS as e:
+            raise RecordError(f"{path}: truncated or corrupt compressed file ({one_line(e)})") from e
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -149,27 +169,72 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_json_file(path: str | os.PathLike) -> Any:
-    """A (possibly compressed) JSON file."""
+    """A (possibly compressed) JSON file; invalid JSON, or a string holding a lone surrogate
+    escape (such as "\\ud800": no Unicode character, so no UTF-8 either), fails naming the file
+    and the line or string."""
+    text = read_text(path)
     try:
-        return json.loads(read_text(path))
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}:line {e.lineno}: not valid JSON ({e.msg})") from e
+    _check_unicode(text, value, str(path))
+    return value
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """(line number, object) for each non-blank line of a (possibly compressed) JSONL
-    file; invalid UTF-8 or JSON fails with the file and line named. A byte-order mark at the
-    start of the file (some Windows tools write one) is dropped."""
+    file; invalid UTF-8 or JSON, a lone surrogate escape in a string, or compressed data that
+    ends early (a truncated .gz/.xz: the line being read is named) fail with the file and line
+    named. A byte-order mark at the start of the file (some Windows tools write one) is dropped."""
+    lineno = 0
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise RecordError(f"{path}:line {lineno}: invalid UTF-8 at byte {e.start} of the line") from e
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
-            yield lineno, record
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise RecordError(f"{path}:line {lineno}: invalid UTF-8 at byte {e.start} of the line") from e
+                if line.strip():
+                    yield lineno, _parse_line(line, f"{path}:line {lineno}")
+        except DECOMPRESSION_ERRORS as e:
+            raise RecordError(f"{path}:line {lineno + 1}: truncated or corrupt compressed file ({one_line(e)})") from e
+
+
+def _parse_line(line: str, where: str) -> Any:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
+    _check_unicode(line, record, where)
+    return record
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # JSON's escape of a UTF-16 surrogate (a pair is one character)
+SURROGATE = re.compile("[\ud800-\udfff]")  # in a parsed string: a lone one (json joins a pair into one character)
+
+
+def _check_unicode(text: str, value: Any, where: str) -> None:
+    """`value` (parsed from `text`) holds no lone surrogate: JSON lets "\\ud800" through,
+    and the first UTF-8 encoding of it (spaCy, Arrow, a print) fails far from the file."""
+    if SURROGATE_ESCAPE.search(text) and (found := _lone_surrogate(value, "")) is not None:
+        place, char = found
+        raise RecordError(f"{where}: {place or 'the value'} holds a lone surrogate escape \\u{ord(char):04x} "
+                          "(not a Unicode character)")
+
+
+def _lone_surrogate(value: Any, place: str) -> tuple[str, str] | None:
+    """(where in `value`, e.g. `["examples"][3]["text"]`, and the surrogate) of the first
+    string, key or value, that holds a lone surrogate; None if there is none."""
+    if isinstance(value, str):
+        match = SURROGATE.search(value)
+        return None if match is None else (place, match.group())
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{place}[{json.dumps(key)}]"  # json.dumps escapes a surrogate: the place prints
+            if (found := _lone_surrogate(key, f"the key {inner}") or _lone_surrogate(item, inner)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _lone_surrogate(item, f"{place}[{i}]")) is not None:
+                return found
+    return None

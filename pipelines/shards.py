@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.files import atomic_path, file_sha256, read_json
+from pipelines.files import atomic_path, file_sha256, one_line, read_json
 
 MANIFEST = "manifest.json"
 WORD_LABEL_SCHEMA = pa.schema(
@@ -74,11 +74,29 @@ def write_table(path: str | Path, table: pa.Table, metadata: dict | None = None)
     return file_sha256(path)
 
 
+PARQUET_ERRORS = (pa.ArrowException, OSError)  # what pyarrow raises on a file that is not (whole) Parquet
+
+
+def parquet_file(path: str | Path) -> pq.ParquetFile:
+    """`path` opened as Parquet (footer and schema read). A file that is not Parquet, or lost
+    its footer (truncated), fails naming it: "Parquet magic bytes not found" names neither."""
+    try:
+        return pq.ParquetFile(path)
+    except PARQUET_ERRORS as e:
+        raise ShardError(f"{path}:footer: not a Parquet file, or a truncated one ({one_line(e)})") from e
+
+
 def read_table(path: str | Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file at `path` with its `columns` checked against `schema`; a truncated
+    or corrupt file fails naming it and the footer or the row group that cannot be read."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing shard (materialize the asset that writes it)")
-    table = pq.read_table(path, columns=columns)
+    with parquet_file(path) as file:
+        try:
+            table = file.read(columns=columns)
+        except PARQUET_ERRORS as e:
+            raise ShardError(f"{path}:{_unreadable_part(file, columns)}: corrupt ({one_line(e)})") from e
     expected = schema if columns is None else pa.schema([schema.field(c) for c in columns])
     for field in expected:
         if field.name not in table.column_names:
@@ -88,8 +106,19 @@ def read_table(path: str | Path, schema: pa.Schema, columns: list[str] | None = 
     return table
 
 
+def _unreadable_part(file: pq.ParquetFile, columns: list[str] | None) -> str:
+    """The first row group of `file` that cannot be read ("row groups" if each can on its own)."""
+    for k in range(file.num_row_groups):
+        try:
+            file.read_row_group(k, columns=columns)
+        except PARQUET_ERRORS:
+            return f"row group {k}"
+    return "row groups"
+
+
 def file_metadata(path: str | Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
+    with parquet_file(path) as file:
+        meta = file.schema_arrow.metadata or {}
     return json.loads(meta.get(b"lacy", b"{}"))
 
 

@@ -42,6 +42,7 @@ from trainer.objective import logit_stats
 from trainer.train import setup_distributed
 
 Log = Callable[[str], None]
+PROG = "python -m trainer.score"
 
 
 def windows(n: int, context: int) -> list[tuple[int, int, int]]:
@@ -161,8 +162,8 @@ def score_dataset(
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.score", description="Per-token losses of a model over a token dataset.")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="Per-token losses of a model over a token dataset.")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (step-XXXXXXXX)")
     p.add_argument("--data", required=True, help="token dataset directory")
     p.add_argument("--out", required=True, help="output directory (reference_losses)")
@@ -170,15 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--root", default=None, help="storage root: the manifest records the checkpoint relative to it")
     a = p.parse_args(argv)
+    a.split = tuple(a.split or ("train",))
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     try:
-        return exit_status(p.prog, lambda: run(a))
+        return exit_status(PROG, lambda: run(a))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def run(a: argparse.Namespace) -> int:
-    m = score_dataset(a.checkpoint, a.data, a.out, tuple(a.split or ("train",)), a.batch_size, root=a.root)
+    m = score_dataset(a.checkpoint, a.data, a.out, a.split, a.batch_size, root=a.root)
     print(f"{m['tokens']} tokens scored, mean loss {m['mean_loss']:.4f} -> {a.out}")
     return 0
 

@@ -1,6 +1,7 @@
 """Training through Dagster Pipes + torchrun, then the sensor, the evaluation partitions,
 the comparison report and the re-evaluation schedule, on a few real articles and a few
-training steps."""
+training steps. The Pipes client is a subclass of Dagster's `PipesSubprocessClient` that
+records its calls: the assets run through the resource's own `run`."""
 
 import json
 import shutil
@@ -35,11 +36,31 @@ from trainer.train import METRICS_FILE
 STEPS = {"max_steps": 2, "save_every": 1}
 
 
+class RecordingClient(PipesSubprocessClient):
+    """Dagster's subprocess client, recording each call (as a Kubernetes client bound to the
+    same resource key would be called)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def run(self, *, command, context, env=None, **kwargs):
+        self.calls.append({"asset": context.asset_key.to_user_string(), "command": command, "env": env})
+        return super().run(command=command, context=context, env=env, **kwargs)
+
+
+def launched(call) -> tuple[str, str, str]:
+    """(asset, torchrun's processes flag, module) of a recorded call."""
+    command = call["command"]
+    return call["asset"], command[command.index("--standalone") + 1], command[command.index("-m", 3) + 1]
+
+
 @pytest.fixture(scope="module")
 def trained(data_assets):
     storage, *_ = data_assets
-    resources = {"storage": storage, "pipes_subprocess_client": PipesSubprocessClient()}
-    results = {}
+    client = RecordingClient()
+    resources = {"storage": storage, "pipes_subprocess_client": client}
+    results = {"pipes_calls": client.calls}
     for assets, config in (
         ([reference_model], {"reference_model": {"config": STEPS}}),
         ([reference_losses], {"reference_losses": {"config": {"nproc_per_node": 2}}}),  # torchrun ranks split the shards
@@ -72,6 +93,20 @@ def test_training_assets_report_through_pipes(trained):
     assert json.loads((Path(latest_run(storage, "rho1")["checkpoint"]) / "lacy.json").read_text())["method"] == "rho1"
 
 
+def test_training_and_scoring_run_through_the_pipes_client_resource(trained):
+    _, results = trained
+    assert sorted(launched(call) for call in results["pipes_calls"]) == [
+        ("baseline_model", "--nproc_per_node=1", "assets.pipes_train"),
+        ("lacy_model", "--nproc_per_node=1", "assets.pipes_train"),
+        ("reference_losses", "--nproc_per_node=2", "assets.pipes_score"),
+        ("reference_model", "--nproc_per_node=1", "assets.pipes_train"),
+        ("rho1_model", "--nproc_per_node=1", "assets.pipes_train"),
+    ]
+    assert all(call["env"]["OMP_NUM_THREADS"] for call in results["pipes_calls"])
+    scored = results["reference_losses"]  # reported by rank 0 of the scoring through Pipes
+    assert scored["tokens"] > 1000 and scored["mean_loss"] > 0 and scored["fingerprint"] and scored["seconds"] > 0
+
+
 def test_training_metrics_are_observed_per_logging_step(trained):
     storage, results = trained
     for name in ("reference", "lacy"):
@@ -83,34 +118,45 @@ def test_training_metrics_are_observed_per_logging_step(trained):
     assert "call_loss" not in results["reference_model:observed"][-1]  # null for a model that does not call
 
 
-def test_a_killed_training_is_retried_and_resumes_from_its_newest_checkpoint(data_assets, tmp_path):
+def test_a_killed_training_is_retried_and_resumes_from_its_newest_checkpoint(data_assets, tmp_path, monkeypatch):
     """The trainer is killed (SIGKILL) after its second checkpoint; the asset's retry policy
-    reruns the step in the same run directory, and the trainer resumes there."""
+    reruns the step in the same run directory, and the trainer resumes there. Its metrics are
+    observed while it runs: some observations are in the instance while the trainer lives."""
     source, *_ = data_assets
     storage = LacyStorage(root=str(tmp_path))
     shutil.copytree(source.path("token_shards"), storage.path("token_shards"))
-    killed = []
+    monkeypatch.setattr("assets.training.POLL_SECONDS", 0.2)
+    client, killed, live, done = RecordingClient(), [], set(), threading.Event()
 
-    def kill_after_second_checkpoint():
-        deadline = time.monotonic() + 120
-        while not killed and time.monotonic() < deadline:
-            for proc in psutil.process_iter(["cmdline"]):
-                cmd = proc.info["cmdline"] or []
-                if "assets.pipes_train" in cmd and "torch.distributed.run" not in cmd:
-                    out = Path(cmd[cmd.index("--out") + 1])
-                    if (out / "step-00000002" / "lacy.json").exists():
-                        proc.kill()
-                        killed.append(out)
+    def trainers():
+        return [proc for proc in psutil.process_iter(["cmdline"])
+                if "assets.pipes_train" in (cmd := proc.info["cmdline"] or []) and "torch.distributed.run" not in cmd]
+
+    def watch(instance):
+        while not done.is_set():
+            records = instance.fetch_observations(AssetKey("baseline_model"), limit=100).records
+            steps = {r.event_log_entry.asset_observation.metadata["step"].value for r in records}
+            running = trainers()
+            if running:  # read before the trainer was seen alive: observed while it runs
+                live.update(steps)
+            for proc in running:
+                out = Path(proc.info["cmdline"][proc.info["cmdline"].index("--out") + 1])
+                if not killed and (out / "step-00000002" / "lacy.json").exists():
+                    proc.kill()
+                    killed.append(out)
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_after_second_checkpoint)
-    killer.start()
     with instance_for_test() as instance:
-        result = materialize([method_model("baseline")], instance=instance,
-                             resources={"storage": storage, "pipes_subprocess_client": PipesSubprocessClient()},
-                             run_config={"ops": {"baseline_model": {"config": {"max_steps": 40, "save_every": 1}}}})
+        watcher = threading.Thread(target=watch, args=(instance,))
+        watcher.start()
+        try:
+            result = materialize([method_model("baseline")], instance=instance,
+                                 resources={"storage": storage, "pipes_subprocess_client": client},
+                                 run_config={"ops": {"baseline_model": {"config": {"max_steps": 40, "save_every": 1}}}})
+        finally:
+            done.set()
+            watcher.join()
         logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    killer.join()
     assert killed and result.success
     (run_dir,) = {killed[0]}
     assert Path(latest_run(storage, "baseline")["checkpoint"]) == run_dir / "step-00000040"
@@ -118,6 +164,9 @@ def test_a_killed_training_is_retried_and_resumes_from_its_newest_checkpoint(dat
     assert steps == [10, 20, 30, 40]  # each logging step once: the resume dropped what the killed run logged after its checkpoint
     assert any(m.startswith(f"resumed from {run_dir}/step-0000000") for m in logs)  # the trainer's own line, through Pipes
     assert any(e.event_type_value == "STEP_RESTARTED" for e in result.all_events)
+    assert len(client.calls) == 2 and client.calls[0]["command"] == client.calls[1]["command"]  # the retry: the same run dir
+    observed = [e.asset_observation_data.asset_observation.metadata["step"].value for e in result.get_asset_observation_events()]
+    assert observed == [10, 20, 30, 40] and live & {10, 20, 30}  # live: before the trainer ended
 
 
 def test_first_use_waits_for_missing_inputs(tmp_path):

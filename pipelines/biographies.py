@@ -303,18 +303,30 @@ def generate_world(config: SyntheticConfig) -> World:
     return World(config, tuple(people), employers, tuple(documents[i] for i in order))
 
 
+def record(person: Person) -> str:
+    """The person's row of the knowledge base as one line of text: what the cascade's
+    trained partner is given as background about the person (A.5's RAG setup gives its
+    partner the person's Wikipedia article)."""
+    return (f"{person.name}: born {person.birth_date} in {person.birth_city}, {person.birth_country}; studied {person.field} "
+            f"at {person.university}; works for {person.employer} in {person.employer_city}.")
+
+
 def extra_documents(world: World) -> list[Document]:
-    """`extra_documents` more biographies of every person (unseen ones too), from a random
+    """`extra_documents` more documents about every person (unseen ones too), from a random
     stream of their own so the corpus does not depend on them: the partner's further reading,
     as a bigger model has read more than the small one (the embedded pipeline's reference
-    reads extra lead sections the same way)."""
+    reads extra lead sections the same way). Each is the person's `record`, a blank line and a
+    biography, so the partner also learns to read a record given before the text (its
+    background in the cascade). Spans are those of the biography part."""
     rng = np.random.default_rng([world.config.seed, 12])
     documents = []
     for person in world.people:
+        head = record(person) + "\n\n"
         for k in range(world.config.extra_documents):
             text, spans = biography(person, rng)
+            spans = tuple(Span(s.attribute, s.start + len(head), s.end + len(head)) for s in spans)
             documents.append(Document(f"synbio-s{world.config.seed}-p{person.person_id:06d}-x{k:03d}", person.person_id,
-                                      person.name, text, tuple(spans)))
+                                      person.name, head + text, spans))
     return [documents[i] for i in rng.permutation(len(documents))]
 
 

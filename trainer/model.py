@@ -40,7 +40,8 @@ class GPTConfig:
 # embedded LaCy run trains in about 5 minutes on 2 CPU cores (see trainer/presets.py).
 SIZES: dict[str, dict] = {
     "smoke": dict(d_model=32, n_heads=2, n_layers=2, context=32),  # tests and quick CLI checks
-    "mini": dict(d_model=128, n_heads=4, n_layers=2, context=128),  # the synthetic testbed on a shared CPU
+    "mini": dict(d_model=128, n_heads=4, n_layers=2, context=128),  # the synthetic testbed's small models on a shared CPU
+    "mini4": dict(d_model=128, n_heads=4, n_layers=4, context=128),  # the synthetic testbed's partner: twice the layers
     "tiny": dict(d_model=256, n_heads=4, n_layers=4, context=256),
     "334m": dict(d_model=1024, n_heads=16, n_layers=24, context=1024),
     "1.3b": dict(d_model=2048, n_heads=16, n_layers=24, context=1024),

@@ -239,6 +239,7 @@ def evaluate_questions(model: LoadedCheckpoint, questions: Sequence[Question], c
         "scored": len(scored_hits),
         "contained": int(sum(scored_hits)),
         "leakage": float(np.mean(scored_hits)) if scored_hits else 0.0,
+        "contained_by_question": [int(h) if s else None for h, s in zip(hits, scored)],  # None: not scored
         "answer_rule": answer_rule_counts(questions, aliases, in_prompt),
         "by_relation": {r: {"questions": len(h), "leakage": float(np.mean(h))} for r, h in sorted(by_relation.items())},
         "examples": [{"prompt": q.prompt, "output": out, "answers": list(q.answers), "contained": hit, "scored": s}

@@ -17,6 +17,9 @@ seed are dropped and counted. With one seed it is the ordinary bootstrap over un
 seeds the seed level has few distinct resamples (3 seeds: 10), so the interval is coarse,
 which is what few seeds can tell.
 
+Two groups of different units of each seed (fact and non-fact tokens) are compared with
+`difference`, which resamples each group's units independently within a drawn seed.
+
 A comparison is worded by its interval only (`verdict`): "higher" where the interval of A - B
 lies above 0, "lower" where it lies below, "no measured difference" otherwise.
 """
@@ -88,14 +91,29 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
     for s, (x, y) in enumerate(zip(a_arrays, b_arrays)):
         if x.shape != y.shape:
             raise ValueError(f"paired difference: seed {s} has {x.size} units of A and {y.size} of B (the same units are needed)")
+    return _two_level(a_arrays, b_arrays, paired=True, draws=draws, seed=seed, level=level)
+
+
+def difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], draws: int = DRAWS, seed: int = 0,
+               level: float = LEVEL) -> Estimate:
+    """A - B over seeds where A and B are different units of each seed (e.g. fact and non-fact
+    tokens): within a drawn seed, A's and B's units are resampled independently."""
+    a_arrays, b_arrays = _as_arrays(a), _as_arrays(b)
+    if len(a_arrays) != len(b_arrays):
+        raise ValueError(f"difference: {len(a_arrays)} seeds of A, {len(b_arrays)} of B")
+    return _two_level(a_arrays, b_arrays, paired=False, draws=draws, seed=seed, level=level)
+
+
+def _two_level(a_arrays: list[np.ndarray], b_arrays: list[np.ndarray], paired: bool, draws: int, seed: int,
+               level: float) -> Estimate:
     pairs = [(x, y) for x, y in zip(a_arrays, b_arrays) if np.isfinite(x).any() and np.isfinite(y).any()]
     if not pairs:
         return Estimate(None, None, None, 0, 0)
     mean = float(np.mean([_seed_mean(x) - _seed_mean(y) for x, y in pairs]))
-    units = int(sum((np.isfinite(x) & np.isfinite(y)).sum() for x, y in pairs))
+    units = int(sum((np.isfinite(x) & np.isfinite(y)).sum() if paired else np.isfinite(x).sum() for x, y in pairs))
     rng = np.random.default_rng(seed)
     k = len(pairs)
-    chosen = rng.integers(0, k, size=(draws, k))
+    chosen = rng.integers(0, k, size=(draws, k))  # the seeds of each replicate, slot by slot
     slot = np.empty((draws, k))
     for j in range(k):
         for s, (x, y) in enumerate(pairs):
@@ -103,7 +121,8 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
             if len(rows) == 0:
                 continue
             idx = rng.integers(0, len(x), size=(len(rows), len(x)))
-            slot[rows, j] = _nanmean_rows(x[idx]) - _nanmean_rows(y[idx])
+            idy = idx if paired else rng.integers(0, len(y), size=(len(rows), len(y)))
+            slot[rows, j] = _nanmean_rows(x[idx]) - _nanmean_rows(y[idy])
     replicate = slot.mean(axis=1)
     kept = replicate[np.isfinite(replicate)]
     tail = (1 - level) / 2 * 100

@@ -186,12 +186,14 @@ def atomic_facts(text: str, person: Person, kb: KnowledgeBase) -> list[AtomicFac
 
 def precision(generations: Sequence[str], people: Sequence[Person], kb: KnowledgeBase) -> dict:
     """FactScore-style precision (mean over generations stating a fact), the pooled
-    precision of all facts, and both per attribute."""
-    per_gen, by_attribute = [], defaultdict(lambda: [0, 0])
+    precision of all facts, both per attribute, and each generation's stated and supported
+    facts (in the order of `generations`: the units of the report's intervals)."""
+    per_gen, by_attribute, counts = [], defaultdict(lambda: [0, 0]), []
     stated = 0
     for text, person in zip(generations, people, strict=True):
         facts = atomic_facts(text, person, kb)
         stated += len(facts)
+        counts.append((len(facts), sum(f.supported for f in facts)))
         if facts:
             per_gen.append(np.mean([f.supported for f in facts]))
         for f in facts:
@@ -206,6 +208,8 @@ def precision(generations: Sequence[str], people: Sequence[Person], kb: Knowledg
         "facts_per_generation": stated / max(len(generations), 1),
         "supported_per_generation": supported / max(len(generations), 1),
         "by_attribute": {a: {"stated": n, "supported": s, "precision": s / n} for a, (s, n) in sorted(by_attribute.items())},
+        "stated_by_generation": [n for n, _ in counts],
+        "supported_by_generation": [s for _, s in counts],
     }
 
 

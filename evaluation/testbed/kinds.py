@@ -22,6 +22,7 @@ learned; R < 1: the rest of the quota goes to facts the model could have learned
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,17 +80,14 @@ def regime(tokens: np.ndarray, facts: np.ndarray, call_fraction: float = CALL_FR
     }
 
 
-def measure_regime(token_dir: str | Path, kb: KnowledgeBase, world: World | None = None, split: str = "train",
-                   call_fraction: float = CALL_FRACTION) -> dict:
-    """`regime` of the documents of `split` in a token dataset of the world (`token_shards/`:
-    shards, manifest and tokenizer), each token's kind from the world's document (`world`,
-    by default generated from the knowledge base's source) and its person's bucket."""
+def documents_with_kinds(token_dir: str | Path, kb: KnowledgeBase, world: World, split: str = "train") -> Iterator[tuple[str, np.ndarray, np.ndarray, Document]]:
+    """(doc_id, token kinds, token classes, the world's document) of every document of `split` in
+    a token dataset of the world (`token_shards/`: shards, manifest and tokenizer), the kinds
+    from the world's text and its person's bucket; the shards' ids must be that text tokenized."""
     token_dir = Path(token_dir)
-    world = world or generate_world(SyntheticConfig.from_source(kb.source))
     docs = {d.doc_id: d for d in world.documents}
     bucket = {p.person_id: kb.buckets[p.name] for p in world.people}
     tok = Tokenizer(token_dir / MODEL_FILE)
-    tokens, facts = np.zeros(len(TOKEN_KINDS), np.int64), np.zeros(len(TOKEN_KINDS), np.int64)
     for entry in read_manifest(token_dir)["shards"]:
         path = token_dir / entry["file"]
         table = read_table(path, TOKEN_SCHEMA)
@@ -102,7 +100,33 @@ def measure_regime(token_dir: str | Path, kb: KnowledgeBase, world: World | None
             own, starts, ends = tok.encode_with_offsets(doc.text)
             if own.tolist() != ids:
                 raise ShardError(f"{path}: doc_id {doc_id}: input_ids are not the world's text tokenized by {tok.path}")
-            kinds = token_kinds(character_kinds(doc, bucket[doc.person_id]), starts, ends)
-            tokens += np.bincount(kinds, minlength=len(TOKEN_KINDS))
-            facts += np.bincount(kinds[np.asarray(cls) == FACT], minlength=len(TOKEN_KINDS))
+            yield doc_id, token_kinds(character_kinds(doc, bucket[doc.person_id]), starts, ends), np.asarray(cls), doc
+
+
+def measure_regime(token_dir: str | Path, kb: KnowledgeBase, world: World | None = None, split: str = "train",
+                   call_fraction: float = CALL_FRACTION) -> dict:
+    """`regime` of the documents of `split` in a token dataset of the world (`world`, by
+    default generated from the knowledge base's source)."""
+    world = world or generate_world(SyntheticConfig.from_source(kb.source))
+    tokens, facts = np.zeros(len(TOKEN_KINDS), np.int64), np.zeros(len(TOKEN_KINDS), np.int64)
+    for _, kinds, cls, _ in documents_with_kinds(token_dir, kb, world, split):
+        tokens += np.bincount(kinds, minlength=len(TOKEN_KINDS))
+        facts += np.bincount(kinds[cls == FACT], minlength=len(TOKEN_KINDS))
     return {"split": split, **regime(tokens, facts, call_fraction)}
+
+
+PROBE_PEOPLE = 16  # per bucket
+
+
+def probe_documents(token_dir: str | Path, kb: KnowledgeBase, people: int = PROBE_PEOPLE) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """The training probe (`trainer.probe.write_probe`): one train document of each of the
+    first `people` head and tail people (the first in the shards' order), with the kind of every
+    token; returns (doc_ids, kinds, kind names)."""
+    world = generate_world(SyntheticConfig.from_source(kb.source))
+    wanted = {p.person_id: b for b in ("head", "tail") for p in kb.in_bucket(b)[:people]}
+    chosen: dict[int, tuple[str, np.ndarray]] = {}
+    for doc_id, kinds, _, doc in documents_with_kinds(token_dir, kb, world):
+        if doc.person_id in wanted and doc.person_id not in chosen:
+            chosen[doc.person_id] = (doc_id, kinds)
+    ordered = [chosen[p] for p in wanted if p in chosen]
+    return [d for d, _ in ordered], [k for _, k in ordered], list(TOKEN_KINDS)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from evaluation.report.intervals import Estimate, bootstrap, paired_difference
+from evaluation.report.intervals import Estimate, bootstrap, difference, paired_difference
 
 
 def test_one_seed_two_units_by_hand():
@@ -50,3 +50,10 @@ def test_verdict_words_follow_the_interval_only():
 def test_paired_difference_needs_the_same_units():
     with pytest.raises(ValueError, match="seed 0 has 2 units of A and 3 of B"):
         paired_difference([[1.0, 2.0]], [[1.0, 2.0, 3.0]])
+
+
+def test_unpaired_difference_by_hand():
+    # one seed, A = [1, 1] (always 1) and B = [0, 1] resampled on its own: B's mean is 0, 0.5, 1
+    # with 1/4, 1/2, 1/4, so A - B is 1, 0.5, 0: the interval is [0, 1] around 0.5
+    e = difference([[1.0, 1.0]], [[0.0, 1.0]], draws=4000)
+    assert (e.mean, e.low, e.high, e.units) == (0.5, 0.0, 1.0, 2)

@@ -1,7 +1,7 @@
 """Cascade partners (A.5): a model that, given the text so far, returns its two highest-scoring
-next tokens as text. Backends: any local Hugging Face causal LM (`TransformersPartner`, with a
-KV cache per sequence, `CachedLM`), vLLM (`VLLMPartner`, GPU) and an OpenAI-compatible server
-(`OpenAIPartner`); `make_partner` picks one by name. The repetition penalty (HF/CTRL rule) is
+next tokens as text. Backends: any local Hugging Face causal LM (`TransformersPartner`: a KV
+cache per sequence, the queries of a call in one forward, `BatchedLM`), vLLM (`VLLMPartner`,
+GPU) and an OpenAI-compatible server (`OpenAIPartner`); `make_partner` picks one by name. The repetition penalty (HF/CTRL rule) is
 applied to the partner's logits over its own input ids.
 """
 
@@ -12,65 +12,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from evaluation.backends.batched_lm import BatchedLM
 from evaluation.backends.endpoint import EndpointConfig, EndpointError, OpenAIEndpoint
+from trainer.checkpoint import INFO_FILE
 
 
-def repetition_penalty(logits: torch.Tensor, seen_ids: Sequence[int] | torch.Tensor, penalty: float) -> torch.Tensor:
-    """HF/CTRL repetition penalty on a [vocab] logit vector: for every token id already in
-    the sequence, a positive logit is divided by `penalty`, a negative one multiplied."""
+def penalize_rows(logits: torch.Tensor, seen_ids: Sequence[Sequence[int]], penalty: float) -> torch.Tensor:
+    """HF/CTRL repetition penalty on [rows, vocab] logits: in row r, for every token id in
+    `seen_ids[r]` (the ids already in its sequence), a positive logit is divided by
+    `penalty`, a negative one multiplied."""
     if penalty == 1.0:
         return logits
-    seen = torch.as_tensor(seen_ids, dtype=torch.long, device=logits.device).unique()
-    out = logits.clone()
-    picked = out[seen]
-    out[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
-    return out
+    rows = torch.repeat_interleave(torch.arange(len(seen_ids)), torch.tensor([len(ids) for ids in seen_ids]))
+    seen = torch.zeros(logits.shape, dtype=torch.bool)
+    seen[rows, torch.tensor([i for ids in seen_ids for i in ids], dtype=torch.long)] = True
+    seen = seen.to(logits.device)
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0]) if len(diff) else n
-
-
-class CachedLM:
-    """A causal LM that keeps, per sequence key, the keys/values of the token ids it has
-    read. Given a sequence's ids it rolls its cache back to the longest common prefix with
-    what it holds and reads only the rest (at least the last token, whose logits are
-    needed). With `reuse_cache=False` it re-reads every sequence whole: the reference the
-    cached path must agree with, and the benchmark's baseline."""
-
-    def __init__(self, model: PreTrainedModel, reuse_cache: bool = True):
-        self.model = model
-        self.reuse_cache = reuse_cache
-        self._held: dict[Hashable, tuple[list[int], object]] = {}
-
-    @torch.no_grad()
-    def logits(self, key: Hashable, ids: Sequence[int]) -> tuple[torch.Tensor, int]:
-        """Logits [new positions, vocab] of the positions read, and how many were read."""
-        if not ids:
-            raise ValueError("empty input")
-        held_ids, cache = self._held.get(key, ([], None))
-        start = min(common_prefix(held_ids, ids), len(ids) - 1) if self.reuse_cache else 0
-        if start == 0:
-            cache = None
-        elif start < cache.get_seq_length():
-            cache.crop(start)
-        device = self.model.device
-        out = self.model(input_ids=torch.tensor([list(ids[start:])], device=device), past_key_values=cache,
-                         use_cache=self.reuse_cache)
-        if self.reuse_cache:
-            self._held[key] = (list(ids), out.past_key_values)
-        return out.logits[0].float(), len(ids) - start
-
-    def release(self, key: Hashable) -> None:
-        self._held.pop(key, None)
+def repetition_penalty(logits: torch.Tensor, seen_ids: Sequence[int], penalty: float) -> torch.Tensor:
+    """`penalize_rows` on one [vocab] logit vector."""
+    return penalize_rows(logits[None], [seen_ids], penalty)[0]
 
 
 @dataclass(frozen=True)
@@ -107,35 +72,49 @@ def continuation_text(tokenizer, context_ids: Sequence[int], token_id: int, wind
     return after[len(before):] if after.startswith(before) else ""
 
 
-def rank_candidates(logits: torch.Tensor, input_ids: Sequence[int], penalty: float, k: int = 2) -> list[int]:
-    """The partner's top-k token ids after the repetition penalty over its input."""
-    return repetition_penalty(logits, input_ids, penalty).topk(k).indices.tolist()
+def leading_ids(model_dir: str | Path, tokenizer) -> list[int]:
+    """What a local partner's input starts with before its tokenizer's ids: our EOS for one
+    of our checkpoints (a folder with lacy.json, trained on `EOS d1 EOS d2 ...`, as the small
+    model is), nothing for any other model (its tokenizer adds what it was trained with)."""
+    return [tokenizer.eos_token_id] if (Path(model_dir) / INFO_FILE).exists() else []
+
+
+def rank_candidates(logits: torch.Tensor, input_ids: Sequence[Sequence[int]], penalty: float, k: int = 2) -> list[list[int]]:
+    """Per row of [rows, vocab] logits, the partner's top-k token ids after the repetition
+    penalty over that row's input."""
+    return penalize_rows(logits, input_ids, penalty).topk(k).indices.tolist()
 
 
 class TransformersPartner:
     """Any local Hugging Face causal LM directory, with its own tokenizer, on CPU (or a given
-    device). Keeps its KV cache per sequence across calls (`CachedLM`): a call reads only
-    the tokens appended since the previous one, or from where its re-tokenization of the
-    text diverges from what is cached."""
+    device). The queries of a call go through one forward (`BatchedLM`, `max_batch` rows at
+    most), and each sequence keeps its KV cache across calls: a call reads only the tokens
+    appended since the previous one, or from where its re-tokenization of the text diverges
+    from what is cached. The input is `leading_ids` + the tokenizer's ids, of which it keeps
+    the last `max_position_embeddings`."""
 
     name = "transformers"
 
     def __init__(self, model_dir: str | Path, *, repetition_penalty: float = 1.2, reuse_cache: bool = True,
-                 device: str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 0):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=False, dtype=dtype).to(device).eval()
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
-        self.lm = CachedLM(model, reuse_cache)
+        self.lead = leading_ids(model_dir, self.tokenizer)
+        self.lm = BatchedLM(model, reuse_cache, max_batch)
         self.penalty = repetition_penalty
 
+    def input_ids(self, text: str) -> list[int]:
+        return (self.lead + self.tokenizer(text).input_ids)[-self.max_positions:]
+
     def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
-        replies = []
-        for q in queries:
-            ids = self.tokenizer(q.text).input_ids[-self.max_positions:]
-            logits, processed = self.lm.logits(q.key, ids)
-            top = rank_candidates(logits[-1], ids, self.penalty)
-            replies.append(PartnerReply(tuple(continuation_text(self.tokenizer, ids, t) for t in top), processed))
-        return replies
+        if not queries:
+            return []
+        inputs = [self.input_ids(q.text) for q in queries]
+        logits, read = self.lm.logits([(q.key, ids) for q, ids in zip(queries, inputs)])
+        tops = rank_candidates(logits, inputs, self.penalty)
+        return [PartnerReply(tuple(continuation_text(self.tokenizer, ids, t) for t in top), n)
+                for ids, top, n in zip(inputs, tops, read)]
 
     def release(self, key: Hashable) -> None:
         self.lm.release(key)
@@ -162,6 +141,7 @@ class VLLMPartner:
         from vllm import LLM, SamplingParams  # lazy: GPU machines only
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        self.lead = leading_ids(model_dir, self.tokenizer)
         self.llm = LLM(model=str(model_dir), tokenizer=str(model_dir), trust_remote_code=False,
                        enable_prefix_caching=True, logprobs_mode="processed_logits",
                        max_logprobs=num_logprobs, **engine_kwargs)
@@ -172,7 +152,7 @@ class VLLMPartner:
         self.max_positions = int(context) - 1
 
     def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
-        inputs = [self.tokenizer(q.text).input_ids[-self.max_positions:] for q in queries]
+        inputs = [(self.lead + self.tokenizer(q.text).input_ids)[-self.max_positions:] for q in queries]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in inputs], self.params, use_tqdm=False)
         replies = []
         for ids, out in zip(inputs, outputs):

@@ -19,7 +19,9 @@ the person's lead before every partner query, as the RAG prompt of A.5 does.
 
 Each round runs both variants (order alternating) and takes their ratio of tokens per second;
 the last line is the median over rounds with quartiles (`bench/ratios.py`). The token ids of
-the two variants are compared in every round and the line says whether they were identical.
+the two variants are compared in every round, and once with the reference (`reuse_cache=False`:
+each sequence read whole and alone, small model and partner); the lines say whether they were
+identical.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def breakdown(stats: pstats.Stats) -> list[tuple[str, float]]:
 
 def run(model: Path, partner_dir: Path, prompts: list[str], prefixes: list[str], config: CascadeConfig) -> tuple[float, list]:
     small = load_checkpoint(model)
-    partner = TransformersPartner(partner_dir, max_batch=config.max_batch)
+    partner = TransformersPartner(partner_dir, max_batch=config.max_batch, reuse_cache=config.reuse_cache)
     generate(small, prompts[:2], partner, CascadeConfig(max_new_tokens=4, max_batch=config.max_batch))  # warm-up
     t0 = time.perf_counter()
     gens = generate(small, prompts, partner, config, partner_prefixes=prefixes)
@@ -164,6 +166,11 @@ def main() -> None:
             same = all(a.token_ids == b.token_ids for a, b in zip(results["batched"][1], results["unbatched"][1]))
             ratios.append(results["batched"][0] / results["unbatched"][0])
             print(f"round {r + 1}: batched / unbatched tokens/s {ratios[-1]:.3f}, same token ids: {same}")
+        reference_config = CascadeConfig(max_new_tokens=args.max_new_tokens, call_budget=args.call_budget, reuse_cache=False)
+        seconds, reference = run(model, partner, prompts, prefixes, reference_config)
+        same = all(a.token_ids == b.token_ids for a, b in zip(results["batched"][1], reference))
+        print(f"reference (each sequence re-read whole and alone): {sum(len(g.token_ids) for g in reference) / seconds:.1f} "
+              f"tokens/s ({seconds:.2f} s); batched token ids identical to it: {same}")
     print(f"batched_vs_unbatched_tokens_per_s={describe(ratios) if len(ratios) > 1 else f'{ratios[0]:.3f}'}")
 
 

@@ -15,7 +15,7 @@ which is also its position id; a pad is written past the row's end, where nothin
 it. A 4D additive mask lets a token attend to its row's positions up to its own (a pad
 only to itself), so rows of any lengths share the forward.
 
-Rows are grouped by their number of new tokens in powers of two (1, 2, 3-4, 5-8, ...), one
+Rows are grouped by their number of new tokens in powers of two (1-2, 3-4, 5-8, ...), one
 forward per group, so padding at most doubles a group's work: a step in which every
 sequence appends one token is one forward, and a partner's first read of a long prompt
 does not pad the other queries of its call to that length.
@@ -56,16 +56,19 @@ class RowCache:
         self.positions = torch.zeros(0, 0, dtype=torch.long)  # [rows read, T]: each new token's position
         self.length = 0  # positions attended to: the longest row's end (pads included)
 
-    def prepare(self, rows: list[int], positions: torch.Tensor, total_rows: int) -> None:
+    def prepare(self, rows: list[int], positions: torch.Tensor, total_rows: int, device: torch.device) -> None:
+        """A forward reads `rows` (of `total_rows`) and writes its new tokens at `positions`
+        [rows, T]. The tensors grow by half again when too small: a copy per growth, not per
+        new sequence or token."""
         self.length = int(positions.max()) + 1
-        if total_rows > self.rows:  # grown by doubling: a copy per doubling, not per new sequence
-            self.rows = max(total_rows, 2 * self.rows)
+        if total_rows > self.rows:
+            self.rows = max(total_rows, self.rows * 3 // 2)
         if self.length > self.capacity:
-            self.capacity = max(self.length, 2 * self.capacity)
-        self.read = torch.tensor(rows, device=positions.device)
+            self.capacity = max(self.length, self.capacity * 3 // 2)
+        self.read = torch.tensor(rows, device=device)
         consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
         self.span = slice(rows[0], rows[0] + len(rows)) if consecutive else None
-        self.positions = positions
+        self.positions = positions.to(device)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         stored = []
@@ -113,14 +116,16 @@ class BatchedLM:
         reads = [self._plan(key, ids) for key, ids in rows]
         groups: dict[int, list[int]] = {}
         for r, (_, _, new) in enumerate(reads):
-            groups.setdefault((len(new) - 1).bit_length(), []).append(r)
+            groups.setdefault(max(len(new) - 1, 1).bit_length(), []).append(r)  # 1-2, 3-4, 5-8, ...
         size = self.max_batch or len(rows)
-        logits = [torch.empty(0)] * len(rows)
+        logits: list[torch.Tensor] = [torch.empty(0)] * len(rows)
         for members in groups.values():
             for i in range(0, len(members), size):
                 part = members[i:i + size]
-                for r, row in zip(part, self._forward([reads[r] for r in part])):
-                    logits[r] = row
+                for r, row_logits in zip(part, self._forward([reads[r] for r in part])):
+                    logits[r] = row_logits
+        for (key, ids), (row, _, _) in zip(rows, reads):
+            self._held[key] = (row, list(ids))
         return torch.stack(logits), [len(new) for _, _, new in reads]
 
     def _read_whole(self, rows: Sequence[tuple[Hashable, Sequence[int]]]) -> tuple[torch.Tensor, list[int]]:
@@ -130,12 +135,12 @@ class BatchedLM:
         return torch.stack(logits).float(), [len(ids) for _, ids in rows]
 
     def _plan(self, key: Hashable, ids: Sequence[int]) -> tuple[int, int, list[int]]:
-        """The sequence's row, the length of its cache kept, and the tokens to read; the row
-        now holds `ids`."""
-        slot, held = self._held[key] if key in self._held else (self._slot(), [])
+        """The sequence's row, the length of its cache kept, and the tokens to read. Until
+        they are read, the row is taken to hold only the kept prefix."""
+        row, held = self._held[key] if key in self._held else (self._new_row(), [])
         start = min(common_prefix(held, ids), len(ids) - 1)
-        self._held[key] = (slot, list(ids))
-        return slot, start, list(ids[start:])
+        self._held[key] = (row, list(ids[:start]))
+        return row, start, list(ids[start:])
 
     def _forward(self, reads: list[tuple[int, int, list[int]]]) -> torch.Tensor:
         """One forward of the planned reads; the logits [rows, vocab] of their last tokens."""
@@ -151,7 +156,7 @@ class BatchedLM:
         real = column >= pads
         # a new token at its row position; a pad past the row's end (start + new tokens + column)
         positions = torch.where(real, start + column - pads, start + (width - pads) + column)
-        self.cache.prepare([slot for slot, _, _ in reads], positions.to(device), len(self._held) + len(self._free))
+        self.cache.prepare([row for row, _, _ in reads], positions, len(self._held) + len(self._free), device)
         seen = torch.arange(self.cache.length)
         allowed = (seen <= positions[:, :, None]) & (real[:, :, None] | (seen == positions[:, :, None]))
         dtype = self.model.dtype
@@ -161,7 +166,7 @@ class BatchedLM:
                          past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].float()
 
-    def _slot(self) -> int:
+    def _new_row(self) -> int:
         return self._free.pop() if self._free else len(self._held) + len(self._free)
 
     def release(self, key: Hashable) -> None:

@@ -1,8 +1,9 @@
 """Cascade partners (A.5): a model that, given the text so far, returns its two highest-scoring
 next tokens as text. Backends: any local Hugging Face causal LM (`TransformersPartner`: a KV
 cache per sequence, the queries of a call in one forward, `BatchedLM`), vLLM (`VLLMPartner`,
-GPU) and an OpenAI-compatible server (`OpenAIPartner`); `make_partner` picks one by name. The repetition penalty (HF/CTRL rule) is
-applied to the partner's logits over its own input ids.
+GPU) and an OpenAI-compatible server (`OpenAIPartner`); `make_partner` picks one by name.
+The repetition penalty (HF/CTRL rule) is applied to the partner's logits over its own input
+ids.
 """
 
 from __future__ import annotations

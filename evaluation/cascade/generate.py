@@ -11,8 +11,10 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   greedy decoding with repetition penalty 1.2 for its Qwen partner).
 - When to call (`CascadeConfig.call_mode`): "budgeted" calls by `CallBudget`, one controller
   shared by all generations of a run, so every method is compared at one realized rate
-  (`call_budget`, default 22%, the paper's realized equal budget); each decoding step's
-  sequences are decided together, against one level (`CallBudget.decide_step`); "native" calls exactly
+  (`call_budget`, default 22%, the paper's realized equal budget); the unfinished sequences
+  of a decoding step are decided together against one level (`CallBudget.lockstep`: a
+  horizon of 8 steps), so the calls go to the highest logits over the whole run rather than
+  22% of each step; "native" calls exactly
   where `<CALL>` is the argmax of the small model's logits after the repetition penalty
   (section 4: "generates text autoregressively until a <CALL> token is generated"; the
   penalty never touches `<CALL>`, and on an exact tie the text token wins). With calls
@@ -34,7 +36,8 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   per generation (`rejected_calls`, `declined_calls`).
 - The partner never sees more than its context: its input keeps the last
   `max_position_embeddings` tokens. The small model stops at its own context length
-  (`stop="context"`).
+  (`stop="context"`). A partner that is one of our checkpoints reads our EOS before its
+  input, as the small model does (`partners.leading_ids`).
 - Decoding is batched: each step reads all unfinished sequences in one forward of the small
   model (`BatchedLM`, a KV cache per sequence) and sends all of the step's calls to the
   partner as one batch. `reuse_cache=False` reads each sequence whole and alone (small

@@ -49,7 +49,7 @@ def test_rows_share_a_forward_and_read_only_new_tokens(make, monkeypatch):
     changed = a[:5] + [60] + a[6:11]
     check([("b", b), ("a", changed)], [1, 6], [1, 1])  # "a" diverges at 5: rolled back there
     lm.release("b")
-    check([("d", [5, 6, 7]), ("a", changed + [61]), ("e", [1, 2])], [3, 1, 2], [1, 1, 1])  # "d" takes b's row
+    check([("d", [5, 6, 7]), ("a", changed + [61]), ("e", [1, 2])], [3, 1, 2], [1, 2])  # "d" takes b's row
     assert sorted(row for row, _ in lm._held.values()) == [0, 1, 2, 3]
 
 

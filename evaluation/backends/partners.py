@@ -34,11 +34,6 @@ def penalize_rows(logits: torch.Tensor, seen_ids: Sequence[Sequence[int]], penal
     return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
-def repetition_penalty(logits: torch.Tensor, seen_ids: Sequence[int], penalty: float) -> torch.Tensor:
-    """`penalize_rows` on one [vocab] logit vector."""
-    return penalize_rows(logits[None], [seen_ids], penalty)[0]
-
-
 @dataclass(frozen=True)
 class PartnerQuery:
     key: Hashable  # one per generated sequence: the partner may keep a cache per key

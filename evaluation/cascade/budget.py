@@ -54,7 +54,7 @@ class CallBudget:
         self.window = window
         self.recent: deque[float] = deque()  # W in arrival order
         self.sorted: list[float] = []  # W sorted
-        self.steps = self.calls = 0
+        self.positions = self.calls = 0  # n and c: positions decided and calls made so far
 
     @classmethod
     def lockstep(cls, budget: float, streams: int) -> CallBudget:
@@ -64,11 +64,11 @@ class CallBudget:
 
     @property
     def level(self) -> float:
-        return min(max(self.budget + (self.budget * self.steps - self.calls) / self.horizon, 0.0), 1.0)
+        return min(max(self.budget + (self.budget * self.positions - self.calls) / self.horizon, 0.0), 1.0)
 
     @property
     def rate(self) -> float:
-        return self.calls / max(self.steps, 1)
+        return self.calls / max(self.positions, 1)
 
     def decide_step(self, call_logits: Sequence[float] | np.ndarray) -> np.ndarray:
         """Whether each of one step's logits calls (a bool array in their order)."""
@@ -81,7 +81,7 @@ class CallBudget:
         call = above + equal / 2 <= self.level * (len(held) + len(z))
         for v in z.tolist():
             self._remember(v)
-        self.steps, self.calls = self.steps + len(z), self.calls + int(call.sum())
+        self.positions, self.calls = self.positions + len(z), self.calls + int(call.sum())
         return call
 
     def decide(self, call_logit: float) -> bool:

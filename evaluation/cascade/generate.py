@@ -14,10 +14,10 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   (`call_budget`, default 22%, the paper's realized equal budget); the unfinished sequences
   of a decoding step are decided together against one level (`CallBudget.lockstep`: a
   horizon of 8 steps), so the calls go to the highest logits over the whole run rather than
-  22% of each step; "native" calls exactly
-  where `<CALL>` is the argmax of the small model's logits after the repetition penalty
-  (section 4: "generates text autoregressively until a <CALL> token is generated"; the
-  penalty never touches `<CALL>`, and on an exact tie the text token wins). With calls
+  22% of each step. "native" calls exactly where `<CALL>` is the argmax of the small
+  model's logits after the repetition penalty (section 4: "generates text autoregressively
+  until a <CALL> token is generated"; the penalty never touches `<CALL>`, and on an exact
+  tie the text token wins). With calls
   disabled (`CascadeConfig.calls=False`, `--no-call`) the `<CALL>` logit is -inf: the small
   model picks the argmax of the other tokens.
 - "Missing from our vocabulary" (`PartnerTokenMap.to_ours`): the partner token's text is

@@ -22,7 +22,7 @@ def test_one_position_steps_hand_worked():
     assert b.level == 0.1875 and b.decide(0.0) is False
     # W dropped 1.0: {2, 3, 0}; d = 0, q = 0.25; P = {2, 3, 0, 3}: tie at 3.0 ranks 0 + 2/2 = 1 <= 0.25 * 4 -> call
     assert sorted(b.recent) == [0.0, 2.0, 3.0] and b.level == 0.25 and b.decide(3.0) is True
-    assert (b.steps, b.calls) == (5, 2)
+    assert (b.positions, b.calls) == (5, 2)
 
 
 def test_a_step_is_decided_against_one_level_hand_worked():
@@ -36,7 +36,7 @@ def test_a_step_is_decided_against_one_level_hand_worked():
     # 4 ranks 2 + 1/2 = 2.5 > 0.09375 * 5 -> no call
     assert b.level == 0.09375 and sorted(b.recent) == [0.0, 1.0, 5.0, 5.0]
     assert b.decide_step([4.0]).tolist() == [False]
-    assert (b.steps, b.calls) == (8, 3)
+    assert (b.positions, b.calls) == (8, 3)
 
 
 def test_the_level_saturates_so_the_count_is_bounded():
@@ -123,7 +123,7 @@ def test_lockstep_steps_hold_the_budget_within_the_bound(stream, budget):
     bound = max(budget, 1 - budget) * controller.horizon + 25
     for t in range(0, len(z), 25):
         controller.decide_step(z[t:t + 25])
-        assert abs(controller.calls - budget * controller.steps) <= bound
+        assert abs(controller.calls - budget * controller.positions) <= bound
     assert abs(controller.rate - budget) <= 0.02
 
 

@@ -18,7 +18,6 @@ from evaluation.backends.partners import (
     TransformersPartner,
     continuation_text,
     penalize_rows,
-    repetition_penalty,
 )
 from evaluation.cascade.generate import CascadeConfig, PartnerTokenMap, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint
@@ -60,7 +59,7 @@ def pieces(tok, ids):
 def test_repetition_penalty_matches_transformers():
     logits = torch.tensor([2.0, -1.0, 0.5, -3.0, 4.0])
     seen = [0, 1, 1, 3]
-    ours = repetition_penalty(logits, seen, 1.2)
+    ours = penalize_rows(logits[None], [seen], 1.2)[0]
     assert torch.allclose(ours, torch.tensor([2.0 / 1.2, -1.2, 0.5, -3.6, 4.0]))
     hf = RepetitionPenaltyLogitsProcessor(1.2)(torch.tensor([seen]), logits[None].clone())[0]
     assert torch.allclose(ours, hf)
@@ -203,7 +202,7 @@ def test_native_mode_calls_exactly_where_call_is_the_argmax(caller):
         ids = [tok.eos_id] + tok.encode(prompt).tolist()
         for token, from_partner in zip(gen.token_ids, gen.from_partner):  # one token per step (" the" is one)
             logits = caller.model(input_ids=torch.tensor([ids])).logits[0, -1]
-            top = int(repetition_penalty(logits, ids, 1.2).argmax())
+            top = int(penalize_rows(logits[None], [ids], 1.2).argmax())
             assert from_partner == (top == call_id)
             ids.append(token)
     calls, steps = sum(g.calls for g in gens), sum(g.steps for g in gens)
@@ -326,7 +325,7 @@ def test_our_checkpoint_partner_reads_after_our_eos(random_partner, foreign_part
     model = AutoModelForCausalLM.from_pretrained(random_partner)
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[tok.eos_id] + ids])).logits[0, -1]
-    top = repetition_penalty(logits, [tok.eos_id] + ids, 1.2).topk(2).indices.tolist()
+    top = penalize_rows(logits[None], [[tok.eos_id] + ids], 1.2)[0].topk(2).indices.tolist()
     assert reply.candidates == tuple(continuation_text(ours.tokenizer, ids, t) for t in top)
     foreign = TransformersPartner(foreign_partner)
     assert foreign.input_ids(text) == foreign.tokenizer(text).input_ids  # nothing added

@@ -170,7 +170,6 @@ def cascade_generations(context: AssetExecutionContext, config: CascadeGeneratio
             "generations": len(rows),
             "call_budget": config.call_budget,
             **{f"realized_call_rate_{m}": round(r["summary"]["call_rate"], 4) for m, r in modes.items()},
-            "guarded_steps_budgeted": budgeted["summary"]["guarded_steps"],
             "partner_token_fraction": round(budgeted["summary"]["partner_token_fraction"], 4),
             "mean_partner_tokens_per_call": round(budgeted["summary"]["mean_partner_tokens_per_call"], 2),
             "partner": MetadataValue.path(str(partner_dir)),

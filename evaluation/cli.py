@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n-- call rate {gen.call_rate:.3f} ({gen.calls} calls in {gen.steps} steps), "
               f"{sum(gen.from_partner)}/{len(gen.from_partner)} tokens from the partner{per_call}, "
               f"second choices {gen.second_choice_calls}, multi-token {gen.multi_token_calls}, "
-              f"rejected {gen.rejected_calls}, stop: {gen.stop}\n")
+              f"rejected {gen.rejected_calls}, declined {gen.declined_calls}, stop: {gen.stop}\n")
     return 0
 
 

@@ -1,74 +1,34 @@
 """Cascade partners (A.5): the partner operation of the backend family, given the text so
-far, its two highest-scoring next tokens as text (`Partner.top_tokens`), and what the
-engines share to compute them: the repetition penalty (HF/CTRL rule, over the partner's own
-input ids), the KV cache per sequence of a local model (`CachedLM`) and the text of a token
-in context. The engines are `transformers_backend`, `vllm_backend` and `openai_backend`;
-`config.load_backend` picks one.
+far, its two highest-scoring next tokens as text (`Partner.top_tokens`), and what the engines
+share to compute them: the repetition penalty (HF/CTRL rule, over the partner's own input ids,
+row by row), what a local partner's input starts with (`leading_ids`) and the text of a token in
+context. The engines are `transformers_backend` (its KV caches in `batched_lm.BatchedLM`),
+`vllm_backend` and `openai_backend`; `config.load_backend` picks one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
-from transformers import PreTrainedModel
+
+from trainer.checkpoint import INFO_FILE
 
 
-def repetition_penalty(logits: torch.Tensor, seen_ids: Sequence[int] | torch.Tensor, penalty: float) -> torch.Tensor:
-    """HF/CTRL repetition penalty on a [vocab] logit vector: for every token id already in
-    the sequence, a positive logit is divided by `penalty`, a negative one multiplied."""
+def penalize_rows(logits: torch.Tensor, seen_ids: Sequence[Sequence[int]], penalty: float) -> torch.Tensor:
+    """HF/CTRL repetition penalty on [rows, vocab] logits: in row r, for every token id in
+    `seen_ids[r]` (the ids already in its sequence), a positive logit is divided by
+    `penalty`, a negative one multiplied."""
     if penalty == 1.0:
         return logits
-    seen = torch.as_tensor(seen_ids, dtype=torch.long, device=logits.device).unique()
-    out = logits.clone()
-    picked = out[seen]
-    out[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
-    return out
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0]) if len(diff) else n
-
-
-class CachedLM:
-    """A causal LM that keeps, per sequence key, the keys/values of the token ids it has
-    read. Given a sequence's ids it rolls its cache back to the longest common prefix with
-    what it holds and reads only the rest (at least the last token, whose logits are
-    needed). With `reuse_cache=False` it re-reads every sequence whole: the reference the
-    cached path must agree with, and the benchmark's baseline."""
-
-    def __init__(self, model: PreTrainedModel, reuse_cache: bool = True):
-        self.model = model
-        self.reuse_cache = reuse_cache
-        self._held: dict[Hashable, tuple[list[int], object]] = {}
-
-    @torch.no_grad()
-    def logits(self, key: Hashable, ids: Sequence[int]) -> tuple[torch.Tensor, int]:
-        """Logits [new positions, vocab] of the positions read, and how many were read."""
-        if not ids:
-            raise ValueError("empty input")
-        held_ids, cache = self._held.get(key, ([], None))
-        start = min(common_prefix(held_ids, ids), len(ids) - 1) if self.reuse_cache else 0
-        if start == 0:
-            cache = None
-        elif start < cache.get_seq_length():
-            cache.crop(start)
-        device = self.model.device
-        out = self.model(input_ids=torch.tensor([list(ids[start:])], device=device), past_key_values=cache,
-                         use_cache=self.reuse_cache)
-        if self.reuse_cache:
-            self._held[key] = (list(ids), out.past_key_values)
-        return out.logits[0].float(), len(ids) - start
-
-    def release(self, key: Hashable) -> None:
-        self._held.pop(key, None)
+    rows = torch.repeat_interleave(torch.arange(len(seen_ids)), torch.tensor([len(ids) for ids in seen_ids]))
+    seen = torch.zeros(logits.shape, dtype=torch.bool)
+    seen[rows, torch.tensor([i for ids in seen_ids for i in ids], dtype=torch.long)] = True
+    seen = seen.to(logits.device)
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
 @dataclass(frozen=True)
@@ -105,6 +65,16 @@ def continuation_text(tokenizer, context_ids: Sequence[int], token_id: int, wind
     return after[len(before):] if after.startswith(before) else ""
 
 
-def rank_candidates(logits: torch.Tensor, input_ids: Sequence[int], penalty: float, k: int = 2) -> list[int]:
-    """The partner's top-k token ids after the repetition penalty over its input."""
-    return repetition_penalty(logits, input_ids, penalty).topk(k).indices.tolist()
+def leading_ids(model_dir: str | Path, tokenizer) -> list[int]:
+    """What a local partner's input starts with before its tokenizer's ids: our EOS for one
+    of our checkpoints (a folder with lacy.json, trained on `EOS d1 EOS d2 ...`, as the small
+    model is), nothing for any other model (its tokenizer adds what it was trained with)."""
+    return [tokenizer.eos_token_id] if (Path(model_dir) / INFO_FILE).exists() else []
+
+
+def rank_candidates(logits: torch.Tensor, input_ids: Sequence[Sequence[int]], penalty: float, k: int = 2) -> list[list[int]]:
+    """Per row of [rows, vocab] logits, the partner's top-k token ids after the repetition
+    penalty over that row's input."""
+    return penalize_rows(logits, input_ids, penalty).topk(k).indices.tolist()
+
+

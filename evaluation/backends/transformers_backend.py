@@ -12,8 +12,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, StoppingCriteriaList
 
+from evaluation.backends.batched_lm import BatchedLM
 from evaluation.backends.hf import context_length, encode_prompt, last_tokens, load_tokenizer
-from evaluation.backends.partners import CachedLM, PartnerQuery, PartnerReply, continuation_text, rank_candidates
+from evaluation.backends.partners import PartnerQuery, PartnerReply, continuation_text, leading_ids, rank_candidates
 from evaluation.backends.text import truncate_at_stop
 
 
@@ -23,10 +24,12 @@ class TransformersBackend:
     - `generate`: greedy, batched (`batch_size` prompts, left padding, shortest first), each
       prompt keeping its last `context - max_new_tokens` tokens; `chat` sends each prompt as
       the user message of the model's chat template (an instruct judge).
-    - `top_tokens`: the two best next tokens after the repetition penalty over the input ids,
-      with a KV cache per sequence across calls (`CachedLM`): a call reads only the tokens
+    - `top_tokens`: the two best next tokens after the repetition penalty over the input ids;
+      the queries of a call go through one forward (`BatchedLM`, `max_batch` rows at most),
+      and each sequence keeps its KV cache across calls: a call reads only the tokens
       appended since the previous one, or from where its re-tokenization of the text
-      diverges from what is cached. The input keeps its last `context` tokens.
+      diverges from what is cached. The input is `leading_ids` (our EOS for one of our
+      checkpoints) + the tokenizer's ids, of which it keeps the last `context`.
 
     `dtype`: "auto" (the weights' own dtype, e.g. float32 for our checkpoints) or a torch
     dtype name ("float32", "bfloat16"); `device="auto"` picks CUDA when there is one.
@@ -43,6 +46,7 @@ class TransformersBackend:
         max_context: int | None = None,
         repetition_penalty: float = 1.2,
         reuse_cache: bool = True,
+        max_batch: int = 0,
     ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -61,7 +65,8 @@ class TransformersBackend:
         self.max_context = max_context or context_length(model.config)
         self.batch_size = batch_size
         self.chat = chat
-        self.lm = CachedLM(model, reuse_cache)
+        self.lead = leading_ids(model_dir, self.tokenizer)
+        self.lm = BatchedLM(model, reuse_cache, max_batch)
         self.penalty = repetition_penalty
 
     # ---------------------------------------------------------------- judge generation
@@ -95,14 +100,17 @@ class TransformersBackend:
 
     # ---------------------------------------------------------------- partner next tokens
 
+    def input_ids(self, text: str) -> list[int]:
+        return last_tokens(self.lead + self.tokenizer(text).input_ids, self.max_context)
+
     def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
-        replies = []
-        for q in queries:
-            ids = last_tokens(self.tokenizer(q.text).input_ids, self.max_context)
-            logits, processed = self.lm.logits(q.key, ids)
-            top = rank_candidates(logits[-1], ids, self.penalty)
-            replies.append(PartnerReply(tuple(continuation_text(self.tokenizer, ids, t) for t in top), processed))
-        return replies
+        if not queries:
+            return []
+        inputs = [self.input_ids(q.text) for q in queries]
+        logits, read = self.lm.logits([(q.key, ids) for q, ids in zip(queries, inputs)])
+        tops = rank_candidates(logits, inputs, self.penalty)
+        return [PartnerReply(tuple(continuation_text(self.tokenizer, ids, t) for t in top), n)
+                for ids, top, n in zip(inputs, tops, read)]
 
     def release(self, key: Hashable) -> None:
         self.lm.release(key)

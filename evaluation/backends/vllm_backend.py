@@ -10,7 +10,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from evaluation.backends.hf import encode_prompt, last_tokens, load_tokenizer, read_context_length
-from evaluation.backends.partners import PartnerQuery, PartnerReply, continuation_text
+from evaluation.backends.partners import PartnerQuery, PartnerReply, continuation_text, leading_ids
 from evaluation.backends.text import truncate_at_stop
 
 
@@ -55,6 +55,7 @@ class VLLMBackend:
         self.name = f"vllm:{model_dir.resolve()}"
         self.chat = chat
         self.tokenizer = load_tokenizer(model_dir)
+        self.lead = leading_ids(model_dir, self.tokenizer)  # our EOS for one of our checkpoints
         self.max_context = max_model_len or read_context_length(model_dir)
         self.llm = LLM(
             model=str(model_dir),
@@ -87,7 +88,7 @@ class VLLMBackend:
 
     def top_tokens(self, queries: Sequence[PartnerQuery]) -> list[PartnerReply]:
         limit = self.max_context - 1 if self.max_context else None
-        inputs = [last_tokens(self.tokenizer(q.text).input_ids, limit) for q in queries]
+        inputs = [last_tokens(self.lead + self.tokenizer(q.text).input_ids, limit) for q in queries]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in inputs], self.params, use_tqdm=False)
         replies = []
         for ids, out in zip(inputs, outputs):

@@ -3,7 +3,7 @@ most 256 new tokens; whenever it emits `<CALL>`, the partner reads the text so f
 included, `<CALL>` excluded) and its top token is appended in place of the call.
 
 Choices where A.5 is silent or ambiguous (each is a field or a function below):
-- Repetition penalty: the HF/CTRL rule (`repetition_penalty`); "already in the sequence"
+- Repetition penalty: the HF/CTRL rule (`penalize_rows`); "already in the sequence"
   includes the prompt, as in `transformers.generate`. The small model's sequence starts
   with EOS (the document separator of the packed training data) before the prompt, and
   that EOS counts too. `<CALL>` is never in a sequence, so its logit is never penalized.
@@ -11,10 +11,13 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   greedy decoding with repetition penalty 1.2 for its Qwen partner).
 - When to call (`CascadeConfig.call_mode`): "budgeted" calls by `CallBudget`, one controller
   shared by all generations of a run, so every method is compared at one realized rate
-  (`call_budget`, default 22%, the paper's realized equal budget); "native" calls exactly
-  where `<CALL>` is the argmax of the small model's logits after the repetition penalty
-  (section 4: "generates text autoregressively until a <CALL> token is generated"; the
-  penalty never touches `<CALL>`, and on an exact tie the text token wins). With calls
+  (`call_budget`, default 22%, the paper's realized equal budget); the unfinished sequences
+  of a decoding step are decided together against one level (`CallBudget.lockstep`: a
+  horizon of 8 steps), so the calls go to the highest logits over the whole run rather than
+  22% of each step. "native" calls exactly where `<CALL>` is the argmax of the small
+  model's logits after the repetition penalty (section 4: "generates text autoregressively
+  until a <CALL> token is generated"; the penalty never touches `<CALL>`, and on an exact
+  tie the text token wins). With calls
   disabled (`CascadeConfig.calls=False`, `--no-call`) the `<CALL>` logit is -inf: the small
   model picks the argmax of the other tokens.
 - "Missing from our vocabulary" (`PartnerTokenMap.to_ours`): the partner token's text is
@@ -26,11 +29,19 @@ Choices where A.5 is silent or ambiguous (each is a field or a function below):
   `max_partner_tokens` (3) of our tokens (the paper saw at most 3). One that needs more is
   treated as missing, like an unknown one: appending a fragment would write text the
   partner never meant.
-- When both of the partner's top two tokens are missing, the call is "rejected": the small
-  model's own best non-`<CALL>` token is used for that step (counted per generation).
+- When both of the partner's top two tokens are missing, the call is "rejected"; when the
+  partner offers no token at all (the testbed's knowledge-base partner, when no value is
+  due), it is "declined". Either way the small model's own best non-`<CALL>` token is used
+  for that step, and the call still counts as a call (it spent budget); both are counted
+  per generation (`rejected_calls`, `declined_calls`).
 - The partner never sees more than its context: its input keeps the last
   `max_position_embeddings` tokens. The small model stops at its own context length
-  (`stop="context"`).
+  (`stop="context"`). A partner that is one of our checkpoints reads our EOS before its
+  input, as the small model does (`partners.leading_ids`).
+- Decoding is batched: each step reads all unfinished sequences in one forward of the small
+  model (`BatchedLM`, a KV cache per sequence) and sends all of the step's calls to the
+  partner as one batch. `reuse_cache=False` reads each sequence whole and alone (small
+  model and local partner): the reference the batched path must agree with.
 - Counting: a call is one decoding step; `call_rate` = calls / steps. Appended partner
   tokens count toward the 256 new tokens (the last append is cut at the limit).
 """
@@ -46,7 +57,8 @@ import sentencepiece as spm
 import torch
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
-from evaluation.backends.partners import CachedLM, Partner, PartnerQuery, PartnerReply, repetition_penalty
+from evaluation.backends.batched_lm import BatchedLM
+from evaluation.backends.partners import Partner, PartnerQuery, PartnerReply, penalize_rows
 from evaluation.cascade.budget import CallBudget
 from evaluation.checkpoint import LoadedCheckpoint
 from pipelines.tokenizer import Tokenizer
@@ -116,7 +128,8 @@ class CascadeConfig:
     call_mode: str = "budgeted"  # or "native": call where <CALL> is the argmax
     calls: bool = True  # False: the <CALL> logit is -inf (no partner needed)
     max_partner_tokens: int = 3
-    reuse_cache: bool = True  # False re-reads whole sequences (small model and partner)
+    reuse_cache: bool = True  # False re-reads whole sequences, one per forward (the reference)
+    max_batch: int = 0  # most sequences in one forward of the small model (0: all)
 
     def __post_init__(self):
         if self.call_mode not in CALL_MODES:
@@ -138,7 +151,7 @@ class Generation:
     second_choice_calls: int = 0
     multi_token_calls: int = 0
     rejected_calls: int = 0  # both partner choices missing: the small model's token was used
-    guarded_steps: int = 0  # steps whose call decision `CallBudget`'s last-resort guard flipped
+    declined_calls: int = 0  # the partner offered no token: the small model's token was used
     stop: str = ""  # "eos", "max_new_tokens" or "context"
 
     @property
@@ -164,27 +177,20 @@ class _Sequence:
     ids: list[int]  # [EOS] + prompt + generated
     n_prompt: int  # len([EOS] + prompt)
     partner_prefix: str
-    last_logits: torch.Tensor
     gen: Generation
     pending: list[int] = field(default_factory=list)
     pending_from_partner: bool = False
     done: bool = False
 
 
-def _calls(seq: _Sequence, config: CascadeConfig, budget: CallBudget, call_id: int) -> bool:
+def _call_decisions(logits: torch.Tensor, penalized: torch.Tensor, config: CascadeConfig, budget: CallBudget,
+                    call_id: int) -> list[bool]:
+    """Whether each sequence of a step calls, from its logits before and after the penalty."""
     if not config.calls:
-        return False
+        return [False] * len(logits)
     if config.call_mode == "native":
-        return int(repetition_penalty(seq.last_logits, seq.ids, config.repetition_penalty).argmax()) == call_id
-    guarded = budget.guarded
-    call = budget.decide(float(seq.last_logits[call_id]))
-    seq.gen.guarded_steps += budget.guarded - guarded
-    return call
-
-
-def _own_token(seq: _Sequence, call_id: int, penalty: float) -> int:
-    """The small model's greedy token with the `<CALL>` logit at -inf (it is the last id)."""
-    return int(repetition_penalty(seq.last_logits[:call_id], seq.ids, penalty).argmax())
+        return (penalized.argmax(1) == call_id).tolist()
+    return budget.decide_step(logits[:, call_id].cpu().numpy()).tolist()
 
 
 def _token_texts(tok: Tokenizer, ids: Sequence[int], n_prompt: int) -> list[str]:
@@ -227,33 +233,34 @@ def generate(
         raise ValueError("calls are enabled but no partner is given (use calls=False / --no-call)")
     torch.set_flush_denormal(True)
     tok, call_id = small.tokenizer, small.call_id
-    lm = CachedLM(small.model, config.reuse_cache)
+    lm = BatchedLM(small.model, config.reuse_cache, config.max_batch)
     token_map = PartnerTokenMap(tok, config.max_partner_tokens)
     prefixes = partner_prefixes or [""] * len(prompts)
-    budget = CallBudget(config.call_budget)
+    budget = CallBudget.lockstep(config.call_budget, len(prompts))
     seqs = []
     for key, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
         ids = [tok.eos_id] + tok.encode(prompt).tolist()
         if len(ids) >= small.max_positions:
             raise ValueError(f"prompt {key} has {len(ids)} tokens; the model's context is {small.max_positions}")
-        logits, _ = lm.logits(key, ids)
-        seqs.append(_Sequence(key, ids, len(ids), prefix, logits[-1], Generation(prompt)))
+        seqs.append(_Sequence(key, ids, len(ids), prefix, Generation(prompt)))
     active, step = list(seqs), 0
     while active:
         step += 1
+        logits, _ = lm.logits([(s.key, s.ids) for s in active])
+        penalized = penalize_rows(logits, [s.ids for s in active], config.repetition_penalty)
+        own = penalized[:, :call_id].argmax(1).tolist()  # <CALL> is the last id
         callers = []
-        for seq in active:
+        for seq, token, call in zip(active, own, _call_decisions(logits, penalized, config, budget, call_id)):
             seq.gen.steps += 1
-            if _calls(seq, config, budget, call_id):
+            seq.pending, seq.pending_from_partner = [token], False
+            if call:
                 callers.append(seq)
-            else:
-                seq.pending, seq.pending_from_partner = [_own_token(seq, call_id, config.repetition_penalty)], False
         if callers:
             queries = [PartnerQuery(s.key, s.partner_prefix + tok.decode(s.ids[1:])) for s in callers]
             for seq, reply in zip(callers, partner.top_tokens(queries), strict=True):
-                _take_partner_token(seq, reply, token_map, call_id, config.repetition_penalty)
+                _take_partner_token(seq, reply, token_map)
         for seq in active:
-            _advance(seq, lm, tok.eos_id, config.max_new_tokens, small.max_positions)
+            _advance(seq, tok.eos_id, config.max_new_tokens, small.max_positions)
         active = [s for s in active if not s.done]
         if log and step % 32 == 0:
             log(f"cascade: step {step}, {len(active)} of {len(seqs)} sequences unfinished")
@@ -265,11 +272,15 @@ def generate(
     return [s.gen for s in seqs]
 
 
-def _take_partner_token(seq: _Sequence, reply: PartnerReply, token_map: PartnerTokenMap, call_id: int,
-                        penalty: float) -> None:
+def _take_partner_token(seq: _Sequence, reply: PartnerReply, token_map: PartnerTokenMap) -> None:
+    """The partner's first candidate our vocabulary can write replaces the small model's
+    pending token; without one the call is declined (no candidates) or rejected."""
     gen = seq.gen
     gen.calls += 1
     gen.partner_tokens_processed.append(reply.tokens_processed)
+    if not reply.candidates:
+        gen.declined_calls += 1
+        return
     for rank, text in enumerate(reply.candidates[:2]):
         ours = token_map.to_ours(text)
         if ours is not None:
@@ -278,10 +289,9 @@ def _take_partner_token(seq: _Sequence, reply: PartnerReply, token_map: PartnerT
             seq.pending, seq.pending_from_partner = ours, True
             return
     gen.rejected_calls += 1
-    seq.pending, seq.pending_from_partner = [_own_token(seq, call_id, penalty)], False
 
 
-def _advance(seq: _Sequence, lm: CachedLM, eos_id: int, max_new_tokens: int, max_positions: int) -> None:
+def _advance(seq: _Sequence, eos_id: int, max_new_tokens: int, max_positions: int) -> None:
     if seq.pending == [eos_id] and not seq.pending_from_partner:
         seq.done, seq.gen.stop = True, "eos"
         return
@@ -293,8 +303,6 @@ def _advance(seq: _Sequence, lm: CachedLM, eos_id: int, max_new_tokens: int, max
         seq.done, seq.gen.stop = True, "max_new_tokens"
     elif len(seq.ids) >= max_positions:
         seq.done, seq.gen.stop = True, "context"
-    else:
-        seq.last_logits = lm.logits(seq.key, seq.ids)[0][-1]
 
 
 def summarize(generations: Sequence[Generation]) -> dict:
@@ -311,7 +319,7 @@ def summarize(generations: Sequence[Generation]) -> dict:
         "second_choice_calls": sum(g.second_choice_calls for g in generations),
         "multi_token_calls": sum(g.multi_token_calls for g in generations),
         "rejected_calls": sum(g.rejected_calls for g in generations),
-        "guarded_steps": sum(g.guarded_steps for g in generations),
+        "declined_calls": sum(g.declined_calls for g in generations),
         "mean_partner_tokens_per_call": float(np.mean(processed)) if processed else 0.0,
         "mean_new_tokens": float(np.mean([len(g.token_ids) for g in generations])) if generations else 0.0,
     }

@@ -1,20 +1,19 @@
 """The cascade rules of A.5 on hand-worked cases: call decoding, the vocabulary fallback,
-multi-token appends and their cap, the running call threshold, the repetition penalty,
-and KV-cache reuse (equal outputs, only new tokens read)."""
+multi-token appends and their cap, rejected and declined calls, the repetition penalty,
+the partner's input, and batched decoding with KV caches (outputs equal to the unbatched
+reference, only new tokens read)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from evaluation.backends.partners import CachedLM, PartnerQuery, PartnerReply, continuation_text, repetition_penalty
+from evaluation.backends.partners import PartnerQuery, PartnerReply, continuation_text, penalize_rows
 from evaluation.backends.transformers_backend import TransformersBackend
-from evaluation.cascade.budget import CallBudget
 from evaluation.cascade.generate import CascadeConfig, PartnerTokenMap, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint
 
@@ -54,95 +53,13 @@ def pieces(tok, ids):
 def test_repetition_penalty_matches_transformers():
     logits = torch.tensor([2.0, -1.0, 0.5, -3.0, 4.0])
     seen = [0, 1, 1, 3]
-    ours = repetition_penalty(logits, seen, 1.2)
+    ours = penalize_rows(logits[None], [seen], 1.2)[0]
     assert torch.allclose(ours, torch.tensor([2.0 / 1.2, -1.2, 0.5, -3.6, 4.0]))
     hf = RepetitionPenaltyLogitsProcessor(1.2)(torch.tensor([seen]), logits[None].clone())[0]
     assert torch.allclose(ours, hf)
-
-
-# --- equal call budgets ----------------------------------------------------------------
-
-def test_call_budget_hand_worked():
-    b = CallBudget(0.25, tolerance=0.5, window=3, horizon=4.0)  # a wide guard band: the rule alone
-    # step 0: W = {}, q = 0.25; mid-rank of 1.0 is 0 + 1/2 = 0.5 > 0.25 * 1 -> no call
-    assert b.level == 0.25 and b.decide(1.0) is False
-    # step 1: d = 0.25, q = 0.25 + 0.25/4 = 0.3125; W = {1}; mid-rank of 2.0 is 0.5 <= 0.3125 * 2 -> call
-    assert b.level == 0.3125 and b.decide(2.0) is True
-    # step 2: d = 0.5 - 1 = -0.5, q = 0.125; W = {1, 2}; mid-rank of 3.0 is 0.5 > 0.125 * 3 -> no call
-    assert b.level == 0.125 and b.decide(3.0) is False
-    # step 3: d = 0.75 - 1, q = 0.1875; W = {1, 2, 3} (full); mid-rank of 0.0 is 3.5 -> no call
-    assert b.level == 0.1875 and b.decide(0.0) is False
-    # the window dropped 1.0: W = {2, 3, 0}; d = 0, q = 0.25; tie at 3.0: 0 + (1 + 1)/2 = 1 <= 0.25 * 4 -> call
-    assert sorted(b.recent) == [0.0, 2.0, 3.0] and b.level == 0.25 and b.decide(3.0) is True
-    assert (b.steps, b.calls, b.guarded) == (5, 2, 0)
-
-
-def test_call_budget_guard_flips_only_outside_the_band():
-    low = CallBudget(0.4, tolerance=0.0, horizon=1e9)  # feedback off: the level stays at 0.4
-    assert low.decide(0.0) is False  # mid-rank 0.5 > 0.4 * 1; 0 calls >= 0.4 * 1 - 1: inside the band
-    assert low.decide(-1.0) is False  # mid-rank 1.5 > 0.8; 0 >= 0.4 * 2 - 1
-    assert low.decide(-2.0) is True  # mid-rank 2.5 > 1.2 would not call, but 0 < 0.4 * 3 - 1: forced
-    assert low.decide(-3.0) is False  # 3.5 > 1.6; 1 >= 0.4 * 4 - 1
-    assert (low.guarded, low.steps, low.calls) == (1, 4, 1)
-    high = CallBudget(0.5, tolerance=0.0, horizon=1e9)
-    assert high.decide(0.0) is True  # mid-rank 0.5 <= 0.5; 1 call <= 0.5 * 1 + 1
-    assert high.decide(1.0) is True  # 0.5 <= 1.0; 2 <= 0.5 * 2 + 1
-    assert high.decide(2.0) is False  # 0.5 <= 1.5 would call, but 3 > 0.5 * 3 + 1: blocked
-    assert (high.guarded, high.steps, high.calls) == (1, 3, 2)
-
-
-def test_call_budget_extremes():
-    never, always = CallBudget(0.0), CallBudget(1.0)
-    assert not any(never.decide(z) for z in [5.0, 50.0, -1.0])
-    assert all(always.decide(z) for z in [-5.0, -50.0, 1.0])
-
-
-N = 10_000  # about 40 biographies of 256 tokens
-STREAMS = {
-    "noisy stationary": lambda rng: rng.normal(size=N),
-    "drift up": lambda rng: rng.normal(size=N) + 0.01 * np.arange(N),
-    "drift down": lambda rng: rng.normal(size=N) - 0.01 * np.arange(N),
-    "flat (all tied)": lambda rng: np.full(N, 3.0),
-    "flat at +inf-like saturation": lambda rng: np.full(N, 1e30),
-    "jump up": lambda rng: rng.normal(size=N) + 20.0 * (np.arange(N) >= N // 3),
-    "jump down": lambda rng: rng.normal(size=N) - 20.0 * (np.arange(N) >= N // 3),
-    "few distinct values": lambda rng: rng.integers(0, 3, size=N).astype(float),
-    "slow sine": lambda rng: np.sin(np.arange(N) / 500.0) * 5 + rng.normal(size=N) * 0.1,
-}
-
-
-@pytest.mark.parametrize("budget", [0.22, 0.15, 0.5])
-@pytest.mark.parametrize("stream", list(STREAMS))
-def test_call_budget_holds_the_band_whatever_the_logits_do(stream, budget):
-    controller = CallBudget(budget)
-    calls = np.array([controller.decide(z) for z in STREAMS[stream](np.random.default_rng(0))])
-    assert abs(calls.mean() - budget) <= 0.02
-    assert controller.guarded / N < 0.02  # the feedback holds the rate; the guard is a last resort
-    for end in (500, 2000, 5000):  # at every prefix long enough for the band to be met
-        assert abs(calls[:end].mean() - budget) <= 0.02, end
-
-
-def test_call_budget_calls_where_the_logit_is_high():
-    """On an informative stationary stream the calls are the high logits, not a schedule."""
-    z = np.random.default_rng(1).normal(size=N)
-    controller = CallBudget(0.22)
-    calls = np.array([controller.decide(v) for v in z])
-    assert controller.guarded / N < 0.01  # the quantile rule decides, the guard almost never
-    top = z >= np.quantile(z, 1 - 0.22)
-    assert (calls & top).sum() / calls.sum() > 0.8  # precision against the true top 22% (0.22 by chance)
-    assert (z[calls] > np.median(z)).mean() > 0.97
-    gaps = np.diff(np.flatnonzero(calls))
-    assert gaps.std() > 2.0  # irregular spacing, as the logits are
-
-
-def test_call_budget_follows_the_logit_through_a_drift():
-    """Drifting up, the calls still pick the locally high logits: against the stream with the
-    trend removed, they are mostly in the top half."""
-    rng = np.random.default_rng(2)
-    noise = rng.normal(size=N)
-    controller = CallBudget(0.22)
-    calls = np.array([controller.decide(v) for v in noise + 0.002 * np.arange(N)])
-    assert (noise[calls] > np.median(noise)).mean() > 0.8
+    rows = torch.stack([logits, -logits])  # each row penalized over its own ids
+    assert torch.allclose(penalize_rows(rows, [seen, [4, 4]], 1.2),
+                          torch.stack([ours, torch.tensor([-2.0, 1.0, -0.5, 3.0, -4.8])]))
 
 
 # --- our vocabulary for partner tokens -------------------------------------------------
@@ -201,6 +118,16 @@ def test_both_choices_missing_uses_the_small_models_token(small):
     assert (gen.calls, gen.rejected_calls) == (1, 1)
 
 
+def test_declined_call_uses_the_small_models_token_and_counts_as_a_call(small):
+    own = generate(small, ["Ralph Earl is"], None, CascadeConfig(calls=False, max_new_tokens=2))[0]
+    partner = ScriptedPartner([(), ("", "\ufffd")])
+    gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(call_budget=1.0, max_new_tokens=2))[0]
+    assert gen.token_ids == own.token_ids and gen.from_partner == [False, False]
+    assert (gen.calls, gen.declined_calls, gen.rejected_calls, gen.call_rate) == (2, 1, 1, 1.0)
+    summary = summarize([gen, gen])
+    assert (summary["calls"], summary["declined_calls"], summary["rejected_calls"]) == (4, 2, 2)
+
+
 def test_multi_token_append_is_cut_at_max_new_tokens(small, tok):
     partner = ScriptedPartner([("198",)])
     gen = generate(small, ["Ralph Earl is"], partner, CascadeConfig(call_budget=1.0, max_new_tokens=2))[0]
@@ -235,7 +162,7 @@ def test_trained_partner_writes_when_always_called(small, trained_checkpoint):
     gen = generate(small, ["the cat"], partner, CascadeConfig(call_budget=1.0, max_new_tokens=6))[0]
     assert gen.text == " sat on the mat ." and all(gen.from_partner)
     assert len(gen.token_ids) == 6 and gen.calls == 6
-    assert gen.partner_tokens_processed == [2, 1, 1, 1, 1, 1]  # "the cat", then one new token per call
+    assert gen.partner_tokens_processed == [3, 1, 1, 1, 1, 1]  # EOS + "the cat", then one new token per call
 
 
 class EchoPartner(ScriptedPartner):
@@ -269,7 +196,7 @@ def test_native_mode_calls_exactly_where_call_is_the_argmax(caller):
         ids = [tok.eos_id] + tok.encode(prompt).tolist()
         for token, from_partner in zip(gen.token_ids, gen.from_partner):  # one token per step (" the" is one)
             logits = caller.model(input_ids=torch.tensor([ids])).logits[0, -1]
-            top = int(repetition_penalty(logits, ids, 1.2).argmax())
+            top = int(penalize_rows(logits[None], [ids], 1.2).argmax())
             assert from_partner == (top == call_id)
             ids.append(token)
     calls, steps = sum(g.calls for g in gens), sum(g.steps for g in gens)
@@ -293,27 +220,9 @@ def test_unknown_call_mode_is_refused():
 
 # --- KV caches -------------------------------------------------------------------------
 
-def test_cached_lm_reads_only_new_tokens_and_matches_full_forward(small):
-    lm = CachedLM(small.model)
-    ids = list(range(3, 16))
-    full = small.model(input_ids=torch.tensor([ids])).logits[0]
-    logits, n = lm.logits("a", ids[:10])
-    assert n == 10 and torch.allclose(logits, full[:10], atol=1e-5)
-    logits, n = lm.logits("a", ids)  # 3 appended tokens
-    assert n == 3 and torch.allclose(logits, full[10:], atol=1e-5)
-    _, n = lm.logits("a", ids)  # nothing new: the last token is re-read for its logits
-    assert n == 1
-    changed = ids[:5] + [40] + ids[6:]  # diverges at position 5: roll back there
-    logits, n = lm.logits("a", changed)
-    assert n == len(ids) - 5
-    assert torch.allclose(logits[-1], small.model(input_ids=torch.tensor([changed])).logits[0, -1], atol=1e-5)
-    _, n = lm.logits("b", ids[:4])  # another sequence has its own cache
-    assert n == 4
-
-
 def test_partner_call_processes_only_new_tokens(random_partner):
     partner = TransformersBackend(random_partner)
-    tokens = lambda text: len(partner.tokenizer(text).input_ids)  # noqa: E731
+    tokens = lambda text: len(partner.input_ids(text))  # noqa: E731
     first = partner.top_tokens([PartnerQuery(0, "the cat sat")])[0]
     second = partner.top_tokens([PartnerQuery(0, "the cat sat on the mat")])[0]
     assert first.tokens_processed == tokens("the cat sat")
@@ -325,25 +234,96 @@ def test_partner_call_processes_only_new_tokens(random_partner):
     assert again.candidates == second.candidates
 
 
-@pytest.mark.parametrize("partner_fixture", ["random_partner", "foreign_partner"])
-def test_cascade_with_caches_equals_no_cache_reference(small, partner_fixture, request):
-    """Same tokenizer as ours, and a byte-level BPE partner whose re-tokenization of the
-    growing text diverges from its cache (rolled back to the common prefix)."""
+PROMPTS = ["Tell me a bio of Ralph Earl. Ralph Earl is", "The river flows", "Paris is the capital of",
+           "She played the piano every morning before school"]
+
+
+@pytest.mark.parametrize("partner_fixture", ["random_partner", "foreign_partner", "trained_checkpoint"])
+def test_batched_cascade_equals_the_unbatched_reference(small, partner_fixture, request):
+    """One forward per step for all sequences (small model and partner) gives the tokens of
+    reading each sequence whole and alone; also with one sequence per forward. The foreign
+    partner (byte-level BPE) re-tokenizes the growing text differently from its cache (rolled
+    back to the common prefix); the trained partner's context (128) is shorter than the RAG
+    prompt, so that row's input is a window that moves at every call (re-read whole)."""
     partner_dir = request.getfixturevalue(partner_fixture)
-    prompts = ["Tell me a bio of Ralph Earl. Ralph Earl is", "The river flows"]
-    prefixes = [rag_prefix("Ralph Earl", "An American painter."), ""]
+    prefixes = [rag_prefix("Ralph Earl", "An American painter."), "", "", "A piano."]
     runs = {}
-    for reuse in (True, False):
-        config = CascadeConfig(max_new_tokens=40, call_budget=0.3, reuse_cache=reuse)
-        runs[reuse] = generate(small, prompts, TransformersBackend(partner_dir, reuse_cache=reuse), config,
-                               partner_prefixes=prefixes)
-    for cached, reference in zip(runs[True], runs[False]):
-        assert cached.token_ids == reference.token_ids
-        assert cached.from_partner == reference.from_partner
-        assert cached.calls == reference.calls > 0
+    for label, reuse, max_batch in (("batched", True, 0), ("one per forward", True, 1), ("reference", False, 0)):
+        config = CascadeConfig(max_new_tokens=40, call_budget=0.3, reuse_cache=reuse, max_batch=max_batch)
+        partner = TransformersBackend(partner_dir, reuse_cache=reuse, max_batch=max_batch)
+        runs[label] = generate(small, PROMPTS, partner, config, partner_prefixes=prefixes)
+    for label in ("batched", "one per forward"):
+        for ours, reference in zip(runs[label], runs["reference"]):
+            assert ours.token_ids == reference.token_ids
+            assert ours.from_partner == reference.from_partner
+            assert ours.calls == reference.calls > 0
+            assert ours.partner_tokens_processed[0] == reference.partner_tokens_processed[0]
         # the reference re-reads the whole partner input on every call; the cache reads less
-        assert cached.partner_tokens_processed[0] == reference.partner_tokens_processed[0]
-        assert sum(cached.partner_tokens_processed) < sum(reference.partner_tokens_processed)
+        read = {label: sum(sum(g.partner_tokens_processed) for g in gens) for label, gens in runs.items()}
+        assert read["batched"] == read["one per forward"] < read["reference"]
+
+
+class KeyedPartner(ScriptedPartner):
+    """Offers the same candidates at every call of a sequence, by its key."""
+
+    def __init__(self, by_key: dict[int, tuple[str, ...]]):
+        super().__init__([])
+        self.by_key = by_key
+
+    def top_tokens(self, queries):
+        self.queries += queries
+        return [PartnerReply(self.by_key[q.key], tokens_processed=1) for q in queries]
+
+
+def test_rows_appending_different_numbers_of_tokens_equal_the_reference(small):
+    """In one step a sequence appends three tokens ("198"), one (" the"), or its own token
+    (a declined call, or no call): the batch pads them and agrees with the reference."""
+    partner = KeyedPartner({0: ("198",), 1: (" the",), 2: (), 3: (" the",)})
+    runs = [generate(small, PROMPTS, partner, CascadeConfig(max_new_tokens=30, call_budget=0.5, reuse_cache=reuse))
+            for reuse in (True, False)]
+    for ours, reference in zip(*runs):
+        assert (ours.token_ids, ours.from_partner) == (reference.token_ids, reference.from_partner)
+    assert runs[0][0].multi_token_calls > 0 and runs[0][2].declined_calls == runs[0][2].calls > 0
+
+
+def test_a_step_is_one_call_decision_for_all_unfinished_sequences(caller, monkeypatch):
+    """The budget decides each step's sequences together (one level, `CallBudget.decide_step`)."""
+    from evaluation.cascade import generate as module
+
+    sizes = []
+
+    class Recording(module.CallBudget):
+        def decide_step(self, call_logits):
+            sizes.append(len(call_logits))
+            return super().decide_step(call_logits)
+
+    monkeypatch.setattr(module, "CallBudget", Recording)
+    gens = generate(caller, PROMPTS, EchoPartner(), CascadeConfig(max_new_tokens=12))
+    assert sizes[0] == len(PROMPTS) and len(sizes) == max(g.steps for g in gens)
+    assert sum(sizes) == sum(g.steps for g in gens)
+
+
+# --- the partner's input ----------------------------------------------------------------
+
+def test_our_checkpoint_partner_reads_after_our_eos(random_partner, foreign_partner, tok):
+    """Our checkpoints were trained on `EOS d1 EOS d2 ...`: the partner's input starts with
+    our EOS, as the small model's does; any other model's input is its tokenizer's ids."""
+    from transformers import AutoModelForCausalLM
+
+    text = "the cat sat on the"
+    ours = TransformersBackend(random_partner)
+    ids = ours.tokenizer(text).input_ids
+    assert ours.tokenizer.eos_token_id == tok.eos_id and tok.eos_id not in ids
+    reply = ours.top_tokens([PartnerQuery(0, text)])[0]
+    assert reply.tokens_processed == 1 + len(ids)
+    model = AutoModelForCausalLM.from_pretrained(random_partner)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[tok.eos_id] + ids])).logits[0, -1]
+    top = penalize_rows(logits[None], [[tok.eos_id] + ids], 1.2)[0].topk(2).indices.tolist()
+    assert reply.candidates == tuple(continuation_text(ours.tokenizer, ids, t) for t in top)
+    foreign = TransformersBackend(foreign_partner)
+    assert foreign.input_ids(text) == foreign.tokenizer(text).input_ids  # nothing added
+    assert foreign.top_tokens([PartnerQuery(0, text)])[0].tokens_processed == len(foreign.input_ids(text))
 
 
 def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
@@ -360,3 +340,6 @@ def test_foreign_partner_tokens_decode_in_context(foreign_partner, small, tok):
     assert gen.calls == gen.steps  # every step called
     # each call appended its partner tokens, or one small-model token when rejected
     assert sum(gen.from_partner) + gen.rejected_calls == len(gen.token_ids) == 8
+
+
+# --- the vLLM backend's adapter (vLLM itself is not installed here) ----------------------

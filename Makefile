@@ -12,8 +12,15 @@ INSTANCE = DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)}"
 JOB := $(INSTANCE) $(BIN)/dagster job execute -m assets.definitions -j
 SHARD_RANGE = --tags '{"dagster/asset_partition_range_start": "0000", "dagster/asset_partition_range_end": "$(LAST_SHARD)"}'
 RECOVER := $(INSTANCE) $(BIN)/python -m assets.recover  # frees the pool slots of runs killed earlier
+# the synthetic testbed's assets of one cell ("<scenario>|<seed>"), and the seeds `make synthetic` runs
+ASSETS := $(INSTANCE) $(BIN)/dagster asset materialize -m assets.definitions --select
+# steps forked from one process that has imported the code location (each step would import it again: seconds)
+FORKSERVER := --config-json '{"execution": {"config": {"multiprocess": {"max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": ["assets.definitions"]}}}}}}'
+CELL := '*testbed_evaluation'
+SYNTHETIC_SEEDS ?= 3
+SWEEP = $(shell $(BIN)/python -c "from evaluation.testbed.cell import SWEEP; print(' '.join(SWEEP))" 2>/dev/null)
 
-.PHONY: install run models evaluate results test test-slow test-deploy lint bench dev clean synthetic
+.PHONY: install run models evaluate results test test-slow test-deploy lint bench dev clean synthetic synthetic-sweep
 
 install: $(STAMP)
 
@@ -79,5 +86,14 @@ dev: $(STAMP)
 clean:
 	rm -rf artifacts .dagster .tmp_dagster_home_*
 
-synthetic: $(STAMP)  # the synthetic-biography testbed (issue 11): data, 6 models, exact evaluation, report in artifacts/synthetic/
-	OMP_NUM_THREADS=2 $(BIN)/python -m evaluation.testbed.run --root artifacts/synthetic --threads 2
+synthetic: $(STAMP)  # the synthetic-biography testbed's default scenario: SYNTHETIC_SEEDS cells, then its report (artifacts/testbed/default/report/)
+	$(RECOVER)
+	for seed in $$(seq 0 $$(($(SYNTHETIC_SEEDS) - 1))); do $(ASSETS) $(CELL) --partition "default|$$seed" $(FORKSERVER) || exit 1; done
+	$(ASSETS) testbed_report --partition default
+
+synthetic-sweep: $(STAMP)  # every scenario of evaluation/testbed/cell.py at SYNTHETIC_SEEDS seeds, their reports, the sweep's (not in make test)
+	$(RECOVER)
+	for scenario in $(SWEEP); do \
+		for seed in $$(seq 0 $$(($(SYNTHETIC_SEEDS) - 1))); do $(ASSETS) $(CELL) --partition "$$scenario|$$seed" $(FORKSERVER) || exit 1; done; \
+		$(ASSETS) testbed_report --partition $$scenario || exit 1; done
+	$(ASSETS) testbed_sweep_report

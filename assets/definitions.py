@@ -8,11 +8,11 @@ from assets.evaluation import EVALUATION_ASSETS
 from assets.jobs import JOBS
 from assets.report import comparison_report
 from assets.resources import LacyStorage
-from assets.testbed import synthetic_testbed
+from assets.testbed import TESTBED_ASSETS
 from assets.training import TRAINING_ASSETS
 
 defs = Definitions(
-    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *EVALUATION_ASSETS, comparison_report, synthetic_testbed],
+    assets=[*DATA_ASSETS, *TRAINING_ASSETS, *EVALUATION_ASSETS, comparison_report, *TESTBED_ASSETS],
     asset_checks=[*DATA_CHECKS],
     jobs=JOBS,
     sensors=[new_checkpoints],

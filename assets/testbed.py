@@ -15,7 +15,6 @@ the config and the inputs), so materializing again resumes where a killed run st
 only what changed. The steps of a cell run two at a time (the run's executor), one CPU thread each.
 """
 
-from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
@@ -87,8 +86,10 @@ def manifest_fp(folder: Path) -> str:
     return read_json(folder / MANIFEST)["fingerprint"]
 
 
-def cell_asset(**kwargs):
-    return asset(group_name="testbed", partitions_def=testbed_cells, **kwargs)
+def cell_asset(priority: int = 0, **kwargs):
+    """A testbed asset partitioned by cell; `priority`: steps on the cell's critical path (the
+    reference model, then what waits on its losses) start first when two are ready."""
+    return asset(group_name="testbed", partitions_def=testbed_cells, op_tags={"dagster/priority": str(priority)}, **kwargs)
 
 
 # ---------------------------------------------------------------- data
@@ -140,7 +141,7 @@ def label_shards_of(cell: Cell, shards: range, log: Callable[[str], None]) -> No
 def testbed_tokenizer(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
     """SentencePiece BPE on the corpus' train split, `<CALL>` as the last id."""
     cell = cell_of(context, storage)
-    config = TokenizerConfig(vocab_size=WORLD_DATA.vocab_size)
+    config = TokenizerConfig(vocab_size=cell.scenario.vocab_size)
 
     def texts():
         for k in range(WORLD_DATA.num_shards):
@@ -191,7 +192,8 @@ def testbed_judge_labels(context: AssetExecutionContext, storage: LacyStorage) -
           lambda: build_judge_labels(cell.path("corpus"), cell.path("token_shards"), cell.path("lmlm_judge_labels"),
                                      cell.world.source(), context.log.info))
     manifest = read_json(cell.path("lmlm_judge_labels", MANIFEST))
-    return MaterializeResult(metadata={k: MetadataValue.json(v) for k, v in manifest.items() if k in ("placed", "unplaced", "agreement")})
+    return MaterializeResult(metadata={"judge_call_fraction": round(manifest["judge_call_fraction"], 4), "placed": manifest["placed"],
+                                       "agreement_with_spacy_facts": MetadataValue.json(manifest["agreement_with_spacy_facts"])})
 
 
 # ---------------------------------------------------------------- models
@@ -228,18 +230,19 @@ def train_flags(cell: Cell, name: str, out: Path, storage_root: Path) -> list[st
 def train_in_cell(context: AssetExecutionContext, storage: LacyStorage, pipes: Pipes, name: str) -> MaterializeResult:
     cell = cell_of(context, storage)
     out = run_dir(cell, name)
-    final = trained(cell, name)
+    final, reported = trained(cell, name), {}
     if final is None:
         command, env = _torchrun(1, "assets.pipes_train", train_flags(cell, name, out, storage.path()))
         context.log.info(" ".join(command))
         with observing(context, out / METRICS_FILE):
-            pipes.run(command=command, context=context, env={**env, **THREADS})
+            reported = pipes.run(command=command, context=context, env={**env, **THREADS}).get_materialize_result().metadata or {}
         final = trained(cell, name)
     else:
         context.log.info(f"{final}: complete, kept")
-    metrics = list(iter_jsonl(out / METRICS_FILE))
+    metrics = [row for _, row in iter_jsonl(out / METRICS_FILE)]
     last = metrics[-1] if metrics else {}
     return MaterializeResult(metadata={
+        **reported,
         "checkpoint": MetadataValue.path(str(final)),
         "steps": cell.scenario.steps_of(name),
         **{k: round(last[k], 4) for k in ("loss", "call_fraction", "non_call_loss") if last.get(k) is not None},
@@ -247,14 +250,14 @@ def train_in_cell(context: AssetExecutionContext, storage: LacyStorage, pipes: P
     })
 
 
-@cell_asset(deps=[testbed_token_shards], code_version=TRAINER_CODE, retry_policy=TRAINING_RETRIES)
+@cell_asset(priority=2, deps=[testbed_token_shards], code_version=TRAINER_CODE, retry_policy=TRAINING_RETRIES)
 def testbed_reference_model(context: AssetExecutionContext, storage: LacyStorage, pipes_subprocess_client: Pipes) -> MaterializeResult:
     """The reference model: twice the small models' layers, trained longer, on the corpus and the
     extra reading; Rho-1's and spaCy + Refloss' reference, and the cascade's trained partner."""
     return train_in_cell(context, storage, pipes_subprocess_client, REFERENCE)
 
 
-@cell_asset(deps=[testbed_reference_model], code_version=TRAINER_CODE)
+@cell_asset(priority=1, deps=[testbed_reference_model], code_version=TRAINER_CODE)
 def testbed_reference_losses(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
     """The reference model's loss on every train token (Rho-1, spaCy + Refloss)."""
     cell = cell_of(context, storage)
@@ -270,7 +273,8 @@ def testbed_model(method: str) -> AssetsDefinition:
     needs = METHODS[method].needs
     deps = [testbed_token_shards] + ([testbed_judge_labels] if needs.judge else []) + ([testbed_reference_losses] if needs.ref_loss else [])
 
-    @cell_asset(name=f"testbed_{method}_model", deps=deps, code_version=TRAINER_CODE, retry_policy=TRAINING_RETRIES,
+    @cell_asset(priority=int(needs.ref_loss), name=f"testbed_{method}_model", deps=deps, code_version=TRAINER_CODE,
+                retry_policy=TRAINING_RETRIES,
                 description=f"The `{method}` method of Table 5 in the testbed cell, with the training probe.")
     def _model(context: AssetExecutionContext, storage: LacyStorage, pipes_subprocess_client: Pipes) -> MaterializeResult:
         return train_in_cell(context, storage, pipes_subprocess_client, method)

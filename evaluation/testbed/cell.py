@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipelines.biographies import SyntheticConfig
-from pipelines.files import fingerprint, read_json, write_json
+from pipelines.files import read_json, write_json
+from pipelines.presets import DATA_PRESETS
 from trainer.masks import METHODS
 from trainer.presets import REFERENCE, get_preset
 
@@ -33,7 +34,7 @@ MODELS = (REFERENCE, *METHODS)  # the partner (the reference model) and every me
 
 
 @dataclass(frozen=True)
-class TestbedEvalConfig:
+class EvalConfig:
     """How much of each cell the exact evaluation reads (`evaluation.testbed.evaluate`)."""
 
     head_people: int = 100  # biographies per bucket (every person when the bucket is smaller)
@@ -53,7 +54,8 @@ class Scenario:
     world: SyntheticConfig  # its seed is the cell's
     steps: float = 1.0  # every run's steps: the preset's (A.4.1 ratios included) times this
     preset: str = "synthetic"  # trainer.presets: the small models' and the partner's runs
-    evaluation: TestbedEvalConfig = field(default_factory=TestbedEvalConfig)
+    vocab_size: int = DATA_PRESETS["synthetic"].vocab_size  # SentencePiece pieces before <CALL>
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     description: str = ""
 
     def steps_of(self, name: str) -> int:
@@ -80,8 +82,12 @@ def _sweep() -> dict[str, Scenario]:
     return out
 
 
-SCENARIOS: dict[str, Scenario] = {"default": DEFAULT, **_sweep()}
-SWEEP = tuple(SCENARIOS)  # every scenario is a point of the sweep; the default is its middle
+SMOKE = Scenario("smoke", SyntheticConfig(people=40, head_people=4, head_documents=6, extra_documents=1), preset="synthetic-smoke",
+                 vocab_size=400, evaluation=EvalConfig(head_people=2, tail_people=2, leakage_people=1, max_new_tokens=8,
+                                                       call_documents=2, validation_tokens=500, acceptability_documents=4),
+                 description="a tiny world and smoke-sized models: the tests' end-to-end run")
+SWEEP = {"default": DEFAULT, **_sweep()}  # `make synthetic-sweep`; the default is its middle
+SCENARIOS: dict[str, Scenario] = {**SWEEP, "smoke": SMOKE}
 SEEDS = tuple(str(k) for k in range(8))  # partition keys; `make synthetic` runs the first SYNTHETIC_SEEDS
 SYNTHETIC_SEEDS = 3
 
@@ -120,15 +126,11 @@ def cells_of(storage_root: str | Path, scenario: str) -> list[Cell]:
     return [Cell.of(storage_root, scenario, s) for s in seeds]
 
 
-def stage_fingerprint(*parts: object) -> str:
-    return fingerprint(*parts)
-
-
-def is_fresh(folder: Path, stage_fp: str, complete: Path | None = None) -> bool:
-    """Whether `folder` holds a complete output (`complete` exists, by default the stamp) made
-    with fingerprint `stage_fp`."""
+def is_fresh(folder: Path, stage_fp: str) -> bool:
+    """Whether `folder` holds a complete output made with fingerprint `stage_fp` (the stamp is
+    written after the output)."""
     stamp = folder / STAGE_FILE
-    return stamp.is_file() and read_json(stamp).get("fingerprint") == stage_fp and (complete is None or complete.exists())
+    return stamp.is_file() and read_json(stamp).get("fingerprint") == stage_fp
 
 
 def mark_fresh(folder: Path, stage_fp: str, **info: object) -> None:

@@ -45,7 +45,7 @@ from evaluation.measures.validation import ValidationConfig, evaluate_validation
 from evaluation.testbed import acceptability as exact_acceptability
 from evaluation.testbed import exact, kinds, oracle
 from evaluation.testbed.acceptability import ExactJudge
-from evaluation.testbed.cell import Cell, TestbedEvalConfig
+from evaluation.testbed.cell import Cell, EvalConfig
 from evaluation.testbed.exact import COMPLETIONS, PROMPT, KnowledgeBase, precision, questions
 from evaluation.testbed.kinds import TOKEN_KINDS, character_kinds, token_kinds
 from evaluation.testbed.oracle import OraclePartner
@@ -63,7 +63,7 @@ CODE = code_fingerprint(sys.modules[__name__], exact, oracle, kinds, exact_accep
                         leakage, validation, acceptability, biographies)
 
 
-def people_of(kb: KnowledgeBase, bucket: str, config: TestbedEvalConfig) -> list[Person]:
+def people_of(kb: KnowledgeBase, bucket: str, config: EvalConfig) -> list[Person]:
     return kb.in_bucket(bucket)[: config.head_people if bucket == "head" else config.tail_people]
 
 
@@ -72,7 +72,7 @@ def background(person: Person) -> str:
     return record(person) + "\n\n"
 
 
-def generations(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: TestbedEvalConfig,
+def generations(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: EvalConfig,
                 log: Callable[[str], None]) -> dict:
     out = {}
     for bucket in BUCKETS:
@@ -94,7 +94,7 @@ def _example(gen: Generation) -> dict:
     return {"prompt": gen.prompt, "text": gen.text, "marked": render(gen, color=False)[len(gen.prompt):], "call_rate": gen.call_rate}
 
 
-def attribute_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: TestbedEvalConfig, log: Callable[[str], None]) -> dict:
+def attribute_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: EvalConfig, log: Callable[[str], None]) -> dict:
     """The 3-shot questions with `<CALL>` at -inf, per bucket (unseen people included)."""
     qa = LeakageConfig(repetition_penalty=config.repetition_penalty)
     out = {}
@@ -107,7 +107,7 @@ def attribute_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: Testbe
 
 
 @torch.no_grad()
-def background_accuracy(model: LoadedCheckpoint, kb: KnowledgeBase, config: TestbedEvalConfig) -> dict:
+def background_accuracy(model: LoadedCheckpoint, kb: KnowledgeBase, config: EvalConfig) -> dict:
     """The partner's attribute accuracy as the cascade uses it: per person and attribute, the
     record, then "{name}\\n\\n" and the question's sentence start, greedy, `<CALL>` at -inf;
     correct when the output contains the value."""
@@ -125,7 +125,7 @@ def background_accuracy(model: LoadedCheckpoint, kb: KnowledgeBase, config: Test
 
 
 @torch.no_grad()
-def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, world: World, config: TestbedEvalConfig) -> dict:
+def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, world: World, config: EvalConfig) -> dict:
     """Where the model's calls fall on train documents of head and tail people: each document
     read after an EOS, the A.4.3 call mask over the documents of a bucket (15% of their
     tokens, top `<CALL>` logits first), per token kind the share called and the no-call loss."""
@@ -161,7 +161,7 @@ def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, world: World, con
 
 def training_probe(run_dir: Path) -> list[dict]:
     path = run_dir / PROBE_FILE
-    return list(iter_jsonl(path)) if path.exists() else []
+    return [row for _, row in iter_jsonl(path)] if path.exists() else []
 
 
 def inputs_fingerprint(cell: Cell, checkpoint_sha: str, partner_sha: str, baseline_sha: str | None) -> str:

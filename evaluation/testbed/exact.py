@@ -34,32 +34,22 @@ Fact leakage (the PopQA analogue): one sentence start per person attribute
 (`COMPLETIONS`), 3-shot, greedy, `<CALL>` at -inf, gold answer contained
 (`evaluation.measures.leakage.evaluate_questions`), by bucket.
 
-The oracle partner of the cascade: `evaluation.testbed.oracle`.
+The oracle partner of the cascade: `evaluation.testbed.oracle`; a model's whole evaluation:
+`evaluation.testbed.evaluate`.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from evaluation import cascade
-from evaluation.backends import partners as partner_backends
-from evaluation.backends.partners import Partner
-from evaluation.cascade.generate import CascadeConfig, Generation, generate, render, summarize
-from evaluation.checkpoint import LoadedCheckpoint
-from evaluation.measures import leakage
-from evaluation.measures.leakage import LeakageConfig, Question, evaluate_questions
-from evaluation.measures.validation import token_stats
-from pipelines import biographies as synthetic
+from evaluation.measures.leakage import Question
 from pipelines.biographies import (
-    BUCKETS,
     CITIES,
     DATE_PATTERN,
     EMPLOYER_STEMS,
@@ -69,13 +59,8 @@ from pipelines.biographies import (
     SOURCE,
     UNIVERSITIES,
     Person,
-    SyntheticConfig,
-    generate_world,
     read_knowledge_base,
 )
-from pipelines.doc_ids import split_of
-from pipelines.files import code_fingerprint
-from trainer.decoded_mask import decode_call_mask
 
 PROMPT = "{name}\n\n{name}"
 COMPLETIONS = {
@@ -87,7 +72,6 @@ COMPLETIONS = {
 }
 BIRTH_CUES = frozenset({"born", "native", "birthplace"})
 EMPLOYER_CUES = frozenset({"works", "employed", "employer", "joined", "position", "company", "based", "headquartered"})
-TOKEN_KINDS = ("other", "person_value", "structural_value")  # codes 0, 1, 2 in call_decisions
 SENTENCE = re.compile(r"[^.!?\n]+")
 SENTENCE_END = re.compile(r"[.!?]\s+|\n")
 
@@ -215,99 +199,3 @@ def precision(generations: Sequence[str], people: Sequence[Person], kb: Knowledg
 
 def questions(people: Sequence[Person]) -> list[Question]:
     return [Question(COMPLETIONS[a].format(name=p.name), (p.value(a),), a) for p in people for a in PERSON_ATTRIBUTES]
-
-
-@dataclass(frozen=True)
-class SyntheticEvalConfig:
-    people_per_bucket: int = 40  # biographies generated per bucket (head, tail)
-    max_new_tokens: int = 96  # a biography of the world is about 60-90 tokens
-    call_budget: float = 0.22  # the paper's equal call budget (section 5.1), as the cascade assets use
-    leakage_people_per_bucket: int = 30  # x 5 attributes = questions per bucket
-    call_documents: int = 120  # train documents per bucket for the call-decision quality
-    repetition_penalty: float = 1.2
-    seed: int = 0
-
-
-def evaluate_generations(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner], config: SyntheticEvalConfig,
-                         log: Callable[[str], None] = print) -> dict:
-    """Biographies without calls and in a cascade with each partner, scored exactly, per
-    bucket (head, tail), with the realized call rates."""
-    out = {}
-    for bucket in ("head", "tail"):
-        people = kb.in_bucket(bucket)[: config.people_per_bucket]
-        prompts = [PROMPT.format(name=p.name) for p in people]
-        runs = {"no_call": None, **partners}
-        out[bucket] = {}
-        for run, partner in runs.items():
-            gen_config = CascadeConfig(max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
-                                       call_budget=config.call_budget, calls=partner is not None)
-            gens = generate(model, prompts, partner, gen_config)
-            out[bucket][run] = {**precision([g.text for g in gens], people, kb), "calls": summarize(gens),
-                                "examples": [_example(g) for g in gens[:3]]}
-            log(f"{bucket} {run}: precision {out[bucket][run]['precision']}")
-    return out
-
-
-def _example(gen: Generation) -> dict:
-    return {"prompt": gen.prompt, "text": gen.text, "marked": render(gen, color=False)[len(gen.prompt):],
-            "call_rate": gen.call_rate}
-
-
-def evaluate_attribute_leakage(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig, log: Callable[[str], None] = print) -> dict:
-    """QA on the person attributes with `<CALL>` at -inf, per bucket."""
-    qa = LeakageConfig(repetition_penalty=config.repetition_penalty, seed=config.seed)
-    return {bucket: evaluate_questions(model, questions(kb.in_bucket(bucket)[: config.leakage_people_per_bucket]), qa, log, bucket)
-            for bucket in BUCKETS if kb.in_bucket(bucket)}
-
-
-@torch.no_grad()
-def call_decisions(model: LoadedCheckpoint, kb: KnowledgeBase, config: SyntheticEvalConfig) -> dict:
-    """Where the model's calls fall on train documents of head and tail people: each
-    document is read after an EOS, the call mask is A.4.3's (15% of all tokens of the
-    documents of a bucket, top `<CALL>` logits first), and a token is a value token of an
-    attribute when it covers a letter or digit of that value (as the judge labels).
-    Reports per bucket the fraction of person-value, structural-value and other tokens
-    called, the share of calls on values, and the no-call loss of each kind of token."""
-    world = generate_world(SyntheticConfig.from_source(kb.source))
-    tok = model.tokenizer
-    out = {}
-    for bucket in ("head", "tail"):
-        names = {p.person_id for p in kb.in_bucket(bucket)}
-        docs = [d for d in world.documents if d.person_id in names and split_of(d.doc_id) == "train"][: config.call_documents]
-        logits, targets, kinds = [], [], []
-        for doc in docs:
-            ids, starts, ends = tok.encode_with_offsets(doc.text)
-            kind = np.zeros(len(doc.text), dtype=np.int8)  # a code of TOKEN_KINDS per character
-            for span in doc.spans:
-                code = 1 if span.attribute in PERSON_ATTRIBUTES else 2
-                kind[span.start:span.end] = [code if c.isalnum() else 0 for c in doc.text[span.start:span.end]]
-            n = min(len(ids), model.max_positions)  # a document longer than the context is cut
-            inputs = torch.tensor([[tok.eos_id, *ids[:n].tolist()]])
-            logits.append(model.model(input_ids=inputs[:, :-1].to(model.model.device)).logits[0].float().cpu())
-            targets.append(inputs[0, 1:])
-            kinds.append(np.maximum.reduceat(np.append(kind, 0), starts[:n].astype(np.intp)))
-        logits, targets = torch.cat(logits), torch.cat(targets)
-        kind = torch.from_numpy(np.concatenate(kinds))
-        mask = decode_call_mask(logits, model.call_id)
-        no_call = token_stats(logits, targets, model.call_id).token_loss  # -log p_{\CALL} (eq. A.6)
-        out[bucket] = {
-            "documents": len(docs),
-            "tokens": len(kind),
-            "calls_on_values": float((mask & (kind > 0)).sum() / max(mask.sum(), 1)),
-            **{f"{n}_called": float(mask[kind == k].float().mean()) for k, n in enumerate(TOKEN_KINDS)},
-            **{f"{n}_loss": float(no_call[kind == k].mean()) for k, n in enumerate(TOKEN_KINDS)},
-        }
-    return out
-
-
-def evaluate_synthetic(model: LoadedCheckpoint, kb: KnowledgeBase, partners: dict[str, Partner],
-                       config: SyntheticEvalConfig = SyntheticEvalConfig(), log: Callable[[str], None] = print) -> dict:
-    return {
-        "checkpoint": model.identity(),
-        "generations": evaluate_generations(model, kb, partners, config, log),
-        "leakage": evaluate_attribute_leakage(model, kb, config, log),
-        "call_decisions": call_decisions(model, kb, config),
-        "config": asdict(config),
-        "code_fingerprint": code_fingerprint(sys.modules[__name__], synthetic, cascade, partner_backends, leakage,
-                                             *(sys.modules[m] for m in sorted({type(p).__module__ for p in partners.values()}))),
-    }

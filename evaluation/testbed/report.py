@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from evaluation.measures.acceptability import TABLE_FILE
 from evaluation.report.intervals import Estimate, bootstrap, difference, paired_difference
-from evaluation.testbed.cell import MODELS, SCENARIOS, Cell, cells_of, scenario_root
+from evaluation.testbed.cell import MODELS, SWEEP, Cell, cells_of, scenario_root
 from evaluation.testbed.kinds import TOKEN_KINDS
 from pipelines.classes import FACT, GRAMMATICAL, OTHER
 from pipelines.files import read_json
@@ -487,7 +487,7 @@ def write_sweep_report(storage_root: Path, out: Path, log: Callable[[str], None]
     size (and its R)."""
     out.mkdir(parents=True, exist_ok=True)
     points = []
-    for name, scenario in SCENARIOS.items():
+    for name, scenario in SWEEP.items():
         cells = cells_of(storage_root, name)
         if not cells:
             continue
@@ -506,7 +506,7 @@ def write_sweep_report(storage_root: Path, out: Path, log: Callable[[str], None]
     axes = fig.subplots(2, 2)
     axis_of = {"steps": ("people", "baseline steps (training length)"), "people": ("steps", "people in the world")}
     for col, (xkey, (fixed, xlabel)) in enumerate(axis_of.items()):
-        default = SCENARIOS["default"]
+        default = SWEEP["default"]
         line = sorted([p for p in points if p[fixed] == (default.world.people if fixed == "people" else default.steps_of("baseline"))],
                       key=lambda p: p[xkey])
         for row, group in enumerate((keys[:4], keys[4:])):

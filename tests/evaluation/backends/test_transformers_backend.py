@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evaluation.backends.hf import context_length, encode_prompt, last_tokens
-from evaluation.backends.partners import PartnerQuery, continuation_text, repetition_penalty
+from evaluation.backends.partners import PartnerQuery, continuation_text, penalize_rows
 from evaluation.backends.text import TextLLM, truncate_at_stop
 from evaluation.backends.transformers_backend import TransformersBackend
 
@@ -93,5 +93,5 @@ def test_one_loaded_model_serves_judge_and_partner(tiny_model_dir):
     assert long_reply.tokens_processed == 64  # the last 64 tokens, the model's context
     with torch.no_grad():
         tail = backend.model(input_ids=torch.tensor([long_ids[-64:]])).logits[0, -1]
-    best = repetition_penalty(tail, long_ids[-64:], 1.0).argmax()
+    best = penalize_rows(tail[None], [long_ids[-64:]], 1.0)[0].argmax()
     assert long_reply.candidates[0] == continuation_text(backend.tokenizer, long_ids[-64:], int(best))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluation.testbed.run import DEFAULT_WORLD
+from evaluation.testbed.cell import DEFAULT_WORLD
 from pipelines.biographies import World, generate_world
 from pipelines.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from tests.evaluation.testbed.worlds import SMALL

@@ -3,9 +3,12 @@
 import pytest
 
 from evaluation.checkpoint import load_checkpoint, write_random_checkpoint
-from evaluation.testbed.exact import KnowledgeBase, SyntheticEvalConfig, atomic_facts, evaluate_synthetic, precision, questions
+from evaluation.testbed.cell import EvalConfig
+from evaluation.testbed.evaluate import attribute_leakage, call_decisions, generations
+from evaluation.testbed.exact import KnowledgeBase, atomic_facts, precision, questions
+from evaluation.testbed.kinds import TOKEN_KINDS
 from evaluation.testbed.oracle import OraclePartner
-from pipelines.biographies import CITIES, write_beside_corpus
+from pipelines.biographies import CITIES, SyntheticConfig, generate_world, write_beside_corpus
 from tests.evaluation.testbed.worlds import SMALL, knowledge_base_of
 
 MARY = {"person_id": 0, "name": "Mary Smith", "gender": "female", "birth_date": "March 3, 1970", "birth_city": "Lyon",
@@ -73,20 +76,24 @@ def test_questions_by_hand(kb):
     ]
 
 
-def test_evaluate_synthetic_runs_end_to_end_on_a_random_model(world_tokenizer, tmp_path):
+def test_a_models_evaluation_runs_on_a_random_model(world_tokenizer, tmp_path):
     """Plumbing only: a random model's numbers mean nothing, but every part must run and
-    count consistently."""
+    count consistently, unit by unit."""
     write_beside_corpus([STRUCTURE["source"]], tmp_path)
     kb = KnowledgeBase.load(tmp_path / "knowledge_base")
     model = load_checkpoint(write_random_checkpoint(tmp_path / "ckpt", world_tokenizer.path))
-    config = SyntheticEvalConfig(people_per_bucket=3, max_new_tokens=8, leakage_people_per_bucket=2, call_documents=4)
-    result = evaluate_synthetic(model, kb, {"oracle": OraclePartner(kb, world_tokenizer)}, config, log=lambda _: None)
-    head = result["generations"]["head"]
-    assert set(head) == {"no_call", "oracle"} and head["no_call"]["calls"]["calls"] == 0
+    config = EvalConfig(head_people=3, tail_people=3, max_new_tokens=8, leakage_people=2, call_documents=4)
+    result = generations(model, kb, {"oracle": OraclePartner(kb, world_tokenizer)}, config, log=lambda _: None)
+    head = result["head"]
+    assert set(head) == {"person_id", "no_call", "oracle"} and head["no_call"]["calls"]["calls"] == 0
+    assert len(head["person_id"]) == len(head["oracle"]["stated_by_generation"]) == len(head["oracle"]["supported_by_generation"])
     assert 0 < head["oracle"]["calls"]["call_rate"] <= 1
-    assert result["leakage"]["head"]["questions"] == 10
-    decisions = result["call_decisions"]["tail"]
+    leakage = attribute_leakage(model, kb, config, log=lambda _: None)
+    assert leakage["head"]["questions"] == 10 and len(leakage["head"]["contained_by_question"]) == 10
+    world = generate_world(SyntheticConfig.from_source(kb.source))
+    decisions = call_decisions(model, kb, world, config)["tail"]
     assert decisions["documents"] >= 1 and 0 <= decisions["calls_on_values"] <= 1
+    assert set(decisions["called"]) <= set(TOKEN_KINDS)
 
 
 STATED_AS = {"birth_country": "country"}  # the attribute a value span is stated as

@@ -1,13 +1,9 @@
-"""The comparison report: which models it shows, the baseline twice, the call-decision table,
-and Figure 2/6's label placement."""
-
-import json
-import os
+"""The comparison report's builders: the baseline twice, the call-decision table and its
+figure, Figure 2/6's label placement, Table 2 from the measured costs."""
 
 import pytest
 
-from assets.report import call_aucs, call_decision_table, collect, spread_labels, summary_table
-from assets.resources import LacyStorage
+from evaluation.report.comparison import call_aucs, call_decision_table, cost_table, spread_labels, summary_table
 
 
 def test_close_labels_pushed_apart_far_ones_kept():
@@ -63,25 +59,14 @@ def test_call_decision_table_and_figure(tmp_path):
     assert (lacy["call rate, budgeted"], lacy["call rate, native"]) == (0.219, 0.05)
     assert (lacy["AUC vs own rule"], lacy["AUC vs spaCy facts"], lacy["AUC vs hard tokens"]) == (0.7, 0.65, None)
     assert (lacy["call loss (p)"], lacy["call loss (p\\CALL)"]) == (5.0, 4.0)
-    assert "data:image/png;base64" in call_aucs(ROWS, tmp_path / "aucs.png").value and (tmp_path / "aucs.png").exists()
+    assert call_aucs(ROWS, tmp_path / "aucs.png") == tmp_path / "aucs.png" and (tmp_path / "aucs.png").read_bytes()[:4] == b"\x89PNG"
+    assert call_aucs({}, tmp_path / "none.png") == "no method has validation results yet" and not (tmp_path / "none.png").exists()
 
 
-def _checkpoint(root, method: str, run: str, objective: str | None, mtime: int) -> str:
-    path = root / "models" / method / run / "step-00000010"
-    path.mkdir(parents=True)
-    (path / "lacy.json").write_text(json.dumps({"call_objective": objective}))
-    os.utime(path, (mtime, mtime))
-    return str(path.relative_to(root / "models"))
-
-
-def test_collect_shows_the_latest_model_and_the_newest_run_of_another_objective(tmp_path):
-    full = _checkpoint(tmp_path, "lacy", "run-full", "full", 300)
-    _checkpoint(tmp_path, "lacy", "run-old", "renormalized", 100)
-    renormalized = _checkpoint(tmp_path, "lacy", "run-new", "renormalized", 200)
-    baseline = _checkpoint(tmp_path, "baseline", "run-b", None, 100)
-    for method, key in (("lacy", full), ("baseline", baseline)):
-        (tmp_path / "models" / method / "latest.json").write_text(
-            json.dumps({"run_dir": f"models/{key.rsplit('/', 1)[0]}", "checkpoint": f"models/{key}"}))
-    rows = collect(LacyStorage(root=str(tmp_path)))
-    assert {label: (r["method"], r["partition"]) for label, r in rows.items()} == {
-        "Baseline": ("baseline", baseline), "LaCy": ("lacy", full), "LaCy (renormalized)": ("lacy", renormalized)}
+def test_cost_table_by_hand():
+    # 1e9 / 2500 tokens per s = 400,000 s = 111 h; 120 s per 1e6 tokens = 120,000 s per 1e9 = 33 h
+    measured = cost_table({"tokens_per_s_per_core": 2500.0}, {"seconds": 120.0, "tokens": 1_000_000})
+    assert [r["preprocessing here"] for r in measured] == [
+        "none", "not run: LMLM's annotations are given", "33 h / 1B tokens (reference model scoring, this machine)",
+        "111 h / 1B tokens, one CPU core"]
+    assert [r["preprocessing here"] for r in cost_table(None, None)][2:] == ["materialize reference_losses", "run `make bench`"]

@@ -1,18 +1,20 @@
 """The sensor that evaluates new checkpoints (also those written by torchrun runs started
 outside Dagster) and the schedule that re-evaluates checkpoints whose evaluation code or
-data changed.
+data changed, both built from the registry of evaluations (`assets.registry.Evaluation`).
 
-The sensor requests only the evaluations whose inputs exist (`waiting_on`): after `make run`
-there is no reference model yet, so the cascade and FactScore of `lacy_model` wait, are
-named as waiting in the sensor's log and skip reason, and are requested on a later tick once
-their inputs appear. It never requests an evaluation that is done (its result file exists) or
-in flight for that checkpoint (a run of the instance that has not finished selects it)."""
+The sensor requests only the evaluations whose inputs exist (`Evaluation.waits_on`): after
+`make run` there is no reference model yet, so the cascade and FactScore of `lacy_model`
+wait, are named as waiting in the sensor's log and skip reason, and are requested on a later
+tick once their inputs appear; acceptability waits until a judge is configured. It never
+requests an evaluation that is done (its result file exists) or in flight for that
+checkpoint (a run of the instance that has not finished selects it)."""
 
 import os
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 from dagster import (
-    AssetKey,
     AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
@@ -20,7 +22,9 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -28,13 +32,10 @@ from dagster import (
     sensor,
 )
 
-from assets.jobs import evaluation_job
+from assets.jobs import EVALUATION_JOB
 from assets.partitions import checkpoint_keys, checkpoint_partitions, newest_per_run, unregistered
-from assets.resources import LacyStorage
-from assets.results import EVALUATION_INPUTS, EVALUATION_KEYS, checkpoint_dir, result_path, stale_evaluations
-from assets.training import latest_checkpoint_of
-from pipelines.shards import MANIFEST
-from trainer.presets import REFERENCE
+from assets.registry import Evaluation
+from assets.results import checkpoint_dir, result_path, stale_evaluations
 
 # Every complete checkpoint gets a partition; by default only the newest one of each run is
 # evaluated when it appears (set LACY_EVALUATE_ALL_CHECKPOINTS=1 to evaluate every one).
@@ -46,28 +47,26 @@ PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG = ("dagster/partition", "dagster/a
                                                  "dagster/asset_partition_range_end")
 
 
-def waiting_on(storage: LacyStorage) -> dict[str, list[str]]:
-    """Per evaluation (default config), the upstream assets it needs that do not exist yet."""
-    shards = [] if storage.path("token_shards", MANIFEST).exists() else ["token_shards"]
-    partner = [] if latest_checkpoint_of(storage, REFERENCE) else ["reference_model (the cascade partner)"]
-    knowledge = [] if storage.path("knowledge", "source.json").exists() else ["knowledge_source"]
-    return {"validation_losses": shards, "cascade_generations": partner, "factscore": partner + knowledge,
-            "fact_leakage": [], "nlu": []}
+def waiting_on(resources: Any, evaluations: Sequence[Evaluation]) -> dict[str, list[str]]:
+    """Per evaluation (default config), the inputs it needs that do not exist yet, given the
+    resources (`storage` and those the evaluations name)."""
+    return {e.name: e.waits_on(resources) for e in evaluations}
 
 
-def in_flight(instance: DagsterInstance) -> dict[str, set[str]]:
-    """Checkpoint key -> the evaluations that runs of `instance` not yet finished (`IN_FLIGHT`)
-    materialize for it: a run's asset selection (a run without one is a whole job: of
-    `evaluation_job`, every evaluation), for its partition or each key of its partition range."""
+def in_flight(instance: DagsterInstance, names: Sequence[str]) -> dict[str, set[str]]:
+    """Checkpoint key -> the evaluations (of `names`) that runs of `instance` not yet finished
+    (`IN_FLIGHT`) materialize for it: a run's asset selection (a run without one is a whole
+    job: of `evaluation_job`, every evaluation), for its partition or each key of its
+    partition range."""
     busy: dict[str, set[str]] = defaultdict(set)
     for record in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT)):
         run = record.dagster_run
         if run.asset_selection is not None:
-            names = {key.to_user_string() for key in run.asset_selection} & set(EVALUATION_INPUTS)
+            selected = {key.to_user_string() for key in run.asset_selection} & set(names)
         else:
-            names = set(EVALUATION_INPUTS) if run.job_name == evaluation_job.name else set()
-        for key in _run_partitions(run.tags, instance) if names else ():
-            busy[key] |= names
+            selected = set(names) if run.job_name == EVALUATION_JOB else set()
+        for key in _run_partitions(run.tags, instance) if selected else ():
+            busy[key] |= selected
     return busy
 
 
@@ -79,65 +78,80 @@ def _run_partitions(tags: dict[str, str], instance: DagsterInstance) -> list[str
     return keys[keys.index(start) : keys.index(end) + 1] if start in keys and end in keys else []
 
 
-def pending_evaluations(storage: LacyStorage, keys: list[str], busy: dict[str, set[str]] | None = None
-                        ) -> tuple[list[RunRequest], list[str]]:
+def pending_evaluations(resources: Any, keys: list[str], evaluations: Sequence[Evaluation],
+                        busy: dict[str, set[str]] | None = None) -> tuple[list[RunRequest], list[str]]:
     """For each checkpoint key: a request for its evaluations that have no result yet, are not
     in flight (`busy`, from `in_flight`) and whose inputs exist, and a line per evaluation still
     waiting or in flight. The run key names the evaluations, so a tick requests the same set
     once and a later tick requests what has become ready."""
-    waiting, busy = waiting_on(storage), busy or {}
+    waiting, busy, storage = waiting_on(resources, evaluations), busy or {}, resources.storage
     requests, lines = [], []
     for key in keys:
-        todo = [name for name in EVALUATION_INPUTS if not result_path(storage, key, name).exists()]
-        lines += [f"{key}: {name} is in flight" for name in todo if name in busy.get(key, ())]
-        todo = [name for name in todo if name not in busy.get(key, ())]
-        ready = [name for name in todo if not waiting[name]]
-        lines += [f"{key}: {name} waits on {', '.join(waiting[name])}" for name in todo if waiting[name]]
+        todo = [e for e in evaluations if not result_path(storage, key, e.name).exists()]
+        lines += [f"{key}: {e.name} is in flight" for e in todo if e.name in busy.get(key, ())]
+        todo = [e for e in todo if e.name not in busy.get(key, ())]
+        ready = [e for e in todo if not waiting[e.name]]
+        lines += [f"{key}: {e.name} waits on {', '.join(waiting[e.name])}" for e in todo if waiting[e.name]]
         if ready:
-            requests.append(RunRequest(partition_key=key, asset_selection=[AssetKey(name) for name in ready],
-                                       run_key=f"evaluate:{key}:{'+'.join(ready)}"))
+            requests.append(RunRequest(partition_key=key, asset_selection=[e.key for e in ready],
+                                       run_key=f"evaluate:{key}:{'+'.join(e.name for e in ready)}"))
     return requests, lines
 
 
-@sensor(
-    name="new_checkpoints",
-    asset_selection=AssetSelection.assets(*EVALUATION_KEYS),
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-)
-def new_checkpoints(context: SensorEvaluationContext, storage: LacyStorage) -> SensorResult | SkipReason:
-    """Adds a partition for each new complete checkpoint under the models root and evaluates the
-    newest of each run: only the evaluations whose inputs exist and that no run is materializing;
-    the others when they appear."""
-    found = checkpoint_keys(storage)
-    new = unregistered(found, context.instance)
-    keys = sorted(found) if EVALUATE_ALL else newest_per_run(found)
-    requests, waiting = pending_evaluations(storage, keys, in_flight(context.instance))
-    for line in waiting:
-        context.log.info(line)
-    if not new and not requests:
-        return SkipReason(f"nothing to evaluate among {len(found)} checkpoints under {storage.path('models')}"
-                          + "".join(f"; {line}" for line in waiting))
-    return SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[checkpoint_partitions.build_add_request(sorted(new))] if new else [],
+def checkpoint_sensor(evaluations: Sequence[Evaluation]) -> SensorDefinition:
+    """`new_checkpoints` over `evaluations`: it needs `storage` and the resources they name."""
+
+    @sensor(
+        name="new_checkpoints",
+        asset_selection=AssetSelection.assets(*(e.key for e in evaluations)),
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        required_resource_keys={"storage", *(key for e in evaluations for key in e.resources)},
     )
+    def new_checkpoints(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        """Adds a partition for each new complete checkpoint under the models root and evaluates the
+        newest of each run: only the evaluations whose inputs exist and that no run is materializing;
+        the others when they appear."""
+        storage = context.resources.storage
+        found = checkpoint_keys(storage)
+        new = unregistered(found, context.instance)
+        keys = sorted(found) if EVALUATE_ALL else newest_per_run(found)
+        busy = in_flight(context.instance, [e.name for e in evaluations])
+        requests, waiting = pending_evaluations(context.resources, keys, evaluations, busy)
+        for line in waiting:
+            context.log.info(line)
+        if not new and not requests:
+            return SkipReason(f"nothing to evaluate among {len(found)} checkpoints under {storage.path('models')}"
+                              + "".join(f"; {line}" for line in waiting))
+        return SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[checkpoint_partitions.build_add_request(sorted(new))] if new else [],
+        )
+
+    return new_checkpoints
 
 
-@schedule(
-    name="reevaluate_stale_checkpoints",
-    cron_schedule="0 3 * * *",
-    target=AssetSelection.assets(*EVALUATION_KEYS),
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Nightly: re-runs the evaluations of every checkpoint whose evaluation code, data or weights changed "
-    "since it was evaluated (default config).",
-)
-def reevaluate_stale_checkpoints(context: ScheduleEvaluationContext, storage: LacyStorage):
-    requests = []
-    for key in context.instance.get_dynamic_partitions(checkpoint_partitions.name):
-        if not checkpoint_dir(storage, key).exists():
-            continue
-        stale = stale_evaluations(storage, key)
-        if stale:
-            requests.append(RunRequest(partition_key=key, asset_selection=stale))
-    return requests or SkipReason("every evaluated checkpoint is up to date")
+def reevaluation_schedule(evaluations: Sequence[Evaluation]) -> ScheduleDefinition:
+    """`reevaluate_stale_checkpoints` over `evaluations` (`stale_evaluations`)."""
+
+    @schedule(
+        name="reevaluate_stale_checkpoints",
+        cron_schedule="0 3 * * *",
+        target=AssetSelection.assets(*(e.key for e in evaluations)),
+        default_status=DefaultScheduleStatus.RUNNING,
+        required_resource_keys={"storage"},
+        description="Nightly: re-runs the evaluations of every checkpoint whose evaluation code, data or weights changed "
+        "since it was evaluated (default config).",
+    )
+    def reevaluate_stale_checkpoints(context: ScheduleEvaluationContext):
+        storage = context.resources.storage
+        requests = []
+        for key in context.instance.get_dynamic_partitions(checkpoint_partitions.name):
+            if not checkpoint_dir(storage, key).exists():
+                continue
+            stale = stale_evaluations(storage, key, evaluations)
+            if stale:
+                requests.append(RunRequest(partition_key=key, asset_selection=stale))
+        return requests or SkipReason("every evaluated checkpoint is up to date")
+
+    return reevaluate_stale_checkpoints

@@ -1,12 +1,10 @@
 """The data-stage assets (section 4, A.2.1, A.2.2): raw_corpus -> spacy_word_labels
 (partitioned by shard) -> tokenizer -> token_shards (partitioned by shard) -> lmlm_judge_labels."""
 
-
 import os
 import time
 import warnings
 
-import matplotlib.pyplot as plt
 import numpy as np
 from dagster import (
     AssetCheckExecutionContext,
@@ -21,9 +19,10 @@ from dagster import (
     asset_check,
 )
 
-from assets.metadata import md_plot, md_table
+from assets.metadata import md_png, md_table
 from assets.partitions import NUM_SHARDS, shard_backfill, shard_partitions
 from assets.resources import LacyStorage
+from evaluation.report.figures import plt, save_figure
 from pipelines import align, corpus, facts, judge, word_labels
 from pipelines import biographies as synthetic
 from pipelines import token_shards as token_shards_module
@@ -218,7 +217,7 @@ def _fact_fraction_plot(storage: LacyStorage) -> MetadataValue:
     ax.set_xlabel("fraction of a document's tokens labelled fact")
     ax.set_ylabel("documents")
     ax.legend()
-    return md_plot(fig, storage.path("token_shards", "fact_fraction_per_document.png"))
+    return md_png(save_figure(fig, storage.path("token_shards", "fact_fraction_per_document.png")))
 
 
 @asset_check(asset=token_shards, partitions_def=shard_partitions, blocking=True)  # a failure stops the run's downstream steps

@@ -33,10 +33,11 @@ from dagster import (
     asset,
 )
 
-from assets.metadata import md_plot, md_table
+from assets.metadata import md_png, md_table
 from assets.resources import LacyStorage
-from assets.training import TRAINER_CODE, TRAINING_RETRIES, Pipes, _torchrun, observing
+from assets.training import TRAINER_CODE, TRAINING_RETRIES, Pipes, observing
 from evaluation.checkpoint import checkpoint_fingerprint
+from evaluation.report.figures import save_figure
 from evaluation.testbed import evaluate as testbed_evaluate
 from evaluation.testbed import kinds as testbed_kinds
 from evaluation.testbed import report as testbed_report_lib
@@ -53,12 +54,13 @@ from pipelines.presets import DATA_PRESETS
 from pipelines.shards import MANIFEST
 from pipelines.token_shards import build_token_shards
 from pipelines.tokenizer import MODEL_FILE, TokenizerConfig, train_tokenizer
+from trainer.argv import torchrun_command, train_argv
 from trainer.checkpoint import latest_checkpoint
 from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE
 from trainer.probe import write_probe
 from trainer.score import score_dataset
-from trainer.train import METRICS_FILE
+from trainer.train import METRICS_FILE, TrainConfig
 
 testbed_cells = MultiPartitionsDefinition({"scenario": StaticPartitionsDefinition(list(SCENARIOS)),
                                            "seed": StaticPartitionsDefinition(list(SEEDS))})
@@ -217,14 +219,16 @@ def trained(cell: Cell, name: str) -> Path | None:
     return ckpt.path if ckpt is not None and ckpt.step == cell.scenario.steps_of(name) else None
 
 
-def train_flags(cell: Cell, name: str, out: Path, storage_root: Path) -> list[str]:
+def train_config(cell: Cell, name: str, storage_root: Path) -> TrainConfig:
+    """The trainer's config of model `name` of the cell: the scenario's steps, the cell's seed,
+    the partner's extra reading for the reference, the probe for every method."""
     needs = get_method(name).needs
-    flags = ["--preset", cell.scenario.preset, "--method", name, "--out", str(out), "--seed", str(cell.seed),
-             "--max-steps", str(cell.scenario.steps_of(name)), "--root", str(storage_root), "--data", str(cell.path("token_shards"))]
-    flags += ["--data", str(cell.path("extra_token_shards"))] if name == REFERENCE else ["--probe", str(cell.path("probe.parquet"))]
-    flags += ["--judge", str(cell.path("lmlm_judge_labels"))] if needs.judge else []
-    flags += ["--ref-losses", str(cell.path("reference_losses"))] if needs.ref_loss else []
-    return flags
+    return TrainConfig(
+        method=name, preset=cell.scenario.preset, out=str(run_dir(cell, name)), seed=cell.seed, max_steps=cell.scenario.steps_of(name),
+        root=str(storage_root), data=(str(cell.path("token_shards")), *([str(cell.path("extra_token_shards"))] if name == REFERENCE else [])),
+        judge=(str(cell.path("lmlm_judge_labels")),) if needs.judge else (),
+        ref_losses=(str(cell.path("reference_losses")),) if needs.ref_loss else (),
+        probe=None if name == REFERENCE else str(cell.path("probe.parquet")))
 
 
 def train_in_cell(context: AssetExecutionContext, storage: LacyStorage, pipes: Pipes, name: str) -> MaterializeResult:
@@ -232,7 +236,7 @@ def train_in_cell(context: AssetExecutionContext, storage: LacyStorage, pipes: P
     out = run_dir(cell, name)
     final, reported = trained(cell, name), {}
     if final is None:
-        command, env = _torchrun(1, "assets.pipes_train", train_flags(cell, name, out, storage.path()))
+        command, env = torchrun_command(1, "assets.pipes_train", train_argv(train_config(cell, name, storage.path())))
         context.log.info(" ".join(command))
         with observing(context, out / METRICS_FILE):
             reported = pipes.run(command=command, context=context, env={**env, **THREADS}).get_materialize_result().metadata or {}
@@ -328,7 +332,7 @@ def testbed_evaluation(context: AssetExecutionContext, storage: LacyStorage) -> 
     results = {name: read_json(cell.evaluation_file(name)) for name in MODELS}
     return MaterializeResult(metadata={
         "models": md_table(testbed_report_lib.cell_rows(results)),
-        "probe": md_plot(testbed_report_lib.probe_figure(results), cell.path("evaluation", "probe.png")),
+        "probe": md_png(save_figure(testbed_report_lib.probe_figure(results), cell.path("evaluation", "probe.png"))),
     })
 
 

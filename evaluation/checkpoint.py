@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -47,10 +48,15 @@ class LoadedCheckpoint:
     def max_positions(self) -> int:
         return int(self.model.config.max_position_embeddings)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """`checkpoint_fingerprint`, hashed once per loaded checkpoint."""
+        return checkpoint_fingerprint(self.path)
+
     def identity(self) -> dict:
         """What an evaluation artifact records about the checkpoint it evaluated."""
         return {"path": str(self.path), "method": self.info["method"], "step": self.info["step"],
-                "data_fingerprint": self.info["data_fingerprint"], "fingerprint": checkpoint_fingerprint(self.path)}
+                "data_fingerprint": self.info["data_fingerprint"], "fingerprint": self.fingerprint}
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

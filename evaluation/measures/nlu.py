@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from evaluation import checkpoint
-from evaluation.checkpoint import load_checkpoint, load_hf_tokenizer
+from evaluation.checkpoint import LoadedCheckpoint, load_checkpoint, load_hf_tokenizer
 from pipelines.corpus import EMBEDDED_DIR
 from pipelines.files import code_fingerprint, file_sha256, fingerprint
 
@@ -99,7 +99,7 @@ def write_task_yamls(out_dir: str | Path, tasks: Sequence[str] = tuple(NLU_TASKS
 
 
 def evaluate_nlu(
-    model_dir: str | Path,
+    model: str | Path | LoadedCheckpoint,
     tasks: Sequence[str] = tuple(NLU_TASKS),
     limit: int | None = None,
     batch_size: int = 8,
@@ -119,8 +119,8 @@ def evaluate_nlu(
     unknown = set(tasks) - set(NLU_TASKS)
     if unknown:
         raise ValueError(f"unknown NLU tasks {sorted(unknown)}; known: {sorted(NLU_TASKS)}")
-    ckpt = load_checkpoint(model_dir)
-    lm = lm_eval_model.LacyLM(pretrained=ckpt.model, tokenizer=load_hf_tokenizer(model_dir),
+    ckpt = model if isinstance(model, LoadedCheckpoint) else load_checkpoint(model)
+    lm = lm_eval_model.LacyLM(pretrained=ckpt.model, tokenizer=load_hf_tokenizer(ckpt.path),
                               call_token_id=ckpt.call_id, batch_size=batch_size, device=str(ckpt.model.device))
     with tempfile.TemporaryDirectory(prefix="lacy-nlu-") as tmp:
         write_task_yamls(tmp, tasks, data_dir, cache_dir)

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from evaluation.measures.acceptability import TABLE_FILE
+from evaluation.report.figures import save_figure
 from evaluation.report.intervals import Estimate, bootstrap, difference, paired_difference
-from evaluation.testbed.cell import MODELS, SWEEP, Cell, cells_of, scenario_root
-from evaluation.testbed.kinds import TOKEN_KINDS
+from evaluation.report.markdown import markdown_table
+from evaluation.testbed.cell import MODELS, SWEEP, Cell, cells_of
 from pipelines.classes import FACT, GRAMMATICAL, OTHER
 from pipelines.files import read_json
 from trainer.masks import METHODS
@@ -90,15 +91,6 @@ def scalar_of(cells: Sequence[Results], name: str, value: Callable[[dict], float
 
 
 # ---------------------------------------------------------------- tables
-
-
-def table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def models_in(cells: Sequence[Results]) -> list[str]:
@@ -253,8 +245,7 @@ def figure2(cells: Sequence[Results], names: Sequence[str], path: Path, title: s
             ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncol=5, fontsize=8)
     fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path)
 
 
 def figure5(cells: Sequence[Results], path: Path) -> Path:
@@ -273,8 +264,7 @@ def figure5(cells: Sequence[Results], path: Path) -> Path:
         ax.set_ylabel("nats per token")
         ax.legend(fontsize=8)
     fig.suptitle("Figure 5 analogue: validation losses on each model's call mask C_M (left) and its complement (right)")
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path)
 
 
 def probe_figure(results: Results) -> Figure:
@@ -378,7 +368,7 @@ def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"Figure 3 analogue: {LABELS[name]}, validation batch, exact judge, {len(units)} seeds (95% intervals)")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     lines = [f"![Figure 3 analogue]({path.name})", ""]
     for group, member in groups.items():
         low = [np.where(member(u) & (u["loss"] < LOW_LOSS), u["correct"], np.nan) for u in units]
@@ -430,9 +420,7 @@ def write_report(cells: Sequence[Cell], out: Path, log: Callable[[str], None] = 
     fig6 = figure2(results, [n for n in ABLATIONS if n in names], out / "figure6_ablations.png",
                    "Figure 6 analogue: LaCy's ablations, means and 95% intervals")
     fig5 = figure5(results, out / "figure5_call_losses.png")
-    probes = [probe_figure(r) for r in results[:1]]
-    for fig in probes:
-        fig.savefig(out / "probe_seed0.png", dpi=100)
+    save_figure(probe_figure(results[0]), out / "probe_seed0.png")
     sections = [
         f"# Synthetic-biography testbed: `{cells[0].scenario.name}`, {len(cells)} seeds",
         *setup_lines(cells, results),
@@ -445,30 +433,30 @@ def write_report(cells: Sequence[Cell], out: Path, log: Callable[[str], None] = 
         "none left out; `no_call`: `<CALL>` at -inf; `oracle`: the cascade with the oracle partner (the upper bound); "
         "`partner`: with the trained partner reading the person's record. Leakage: share of attribute questions whose answer "
         "the model writes with `<CALL>` at -inf (lower = fewer facts in the weights).",
-        table(precision_rows(results)),
+        markdown_table(precision_rows(results)),
         f"![Figure 2 analogue]({fig2.name})",
         f"![Figure 6 analogue]({fig6.name})",
         "### LaCy against each method (paired by person or question)",
-        *[table(claim_rows(results, other)) for other in models_in(results) if other not in ("lacy", REFERENCE)],
+        *[markdown_table(claim_rows(results, other)) for other in models_in(results) if other not in ("lacy", REFERENCE)],
         "## Calls in the cascade",
         "Realized call rate at the equal budget (22%); declined: calls where the partner answered nothing (the oracle: no value "
         "due); rejected: an answer our vocabulary cannot write. Both fall back to the small model's own token.",
-        table(call_rows(results)),
+        markdown_table(call_rows(results)),
         "## The partner",
         "Attribute accuracy on the same questions: the partner with the person's record (how the cascade uses it), and every "
         "model alone (3-shot QA, `<CALL>` at -inf: a small model's row is its leakage).",
-        table(partner_rows(results)),
+        markdown_table(partner_rows(results)),
         "## Validation losses (Figure 5 analogue)",
-        table(loss_rows(results)),
+        markdown_table(loss_rows(results)),
         f"![Figure 5 analogue]({fig5.name})",
         "## Call decisions by token kind",
         "On train documents of head and tail people: the share of each kind of token in the model's A.4.3 call mask (15% of "
         "the tokens).",
-        table(decision_rows(results)),
+        markdown_table(decision_rows(results)),
         "## The mechanism: what each rule calls while training",
         "The training probe (`trainer.probe`): 16 head and 16 tail train documents; at every logging step the share of each "
         "kind of token in the method's rule mask, and the share of the previous probe's calls called again.",
-        table(probe_rows(results)),
+        markdown_table(probe_rows(results)),
         "![training probe, seed 0](probe_seed0.png)",
         "## Loss and acceptability (section 3, Figure 3 analogue)",
         "The baseline on the fixed validation batch; the exact judge (`evaluation.testbed.acceptability`): a proposed token is "
@@ -523,15 +511,14 @@ def write_sweep_report(storage_root: Path, out: Path, log: Callable[[str], None]
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.suptitle("The sweep: LaCy minus the baseline (95% intervals over seeds and people or questions)")
-    fig.savefig(out / "sweep.png", dpi=110)
+    save_figure(fig, out / "sweep.png")
     rows = [{"scenario": p["scenario"], "baseline steps": p["steps"], "people": p["people"], "seeds": p["seeds"], "R": p["R"].text(2),
              **{f"LaCy - baseline, {k}": f"{p[k].text()} ({p[k].verdict()})" for k in keys}} for p in points]
     text = "\n\n".join(["# The testbed's sweep", "Each point: a scenario's seeds; LaCy minus the baseline, paired by person "
-                        "(precision) or question (leakage), mean [95% interval].", table(rows), "![sweep](sweep.png)"])
+                        "(precision) or question (leakage), mean [95% interval].", markdown_table(rows), "![sweep](sweep.png)"])
     path = out / "report.md"
     path.write_text(text + "\n")
     log(f"sweep report written: {path}")
     return path
 
 
-__all__ = ["write_report", "write_sweep_report", "cell_rows", "probe_figure", "scenario_root", "TOKEN_KINDS"]

@@ -3,6 +3,7 @@ the model and evaluation tests build on them."""
 
 import json
 import lzma
+import shutil
 
 import pytest
 from dagster import materialize
@@ -58,3 +59,31 @@ def data_assets(tmp_path_factory):
         for e in r.get_asset_materialization_events()
     }
     return storage, root, metadata, checks + results[-1].get_asset_check_evaluations()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """(storage root, partition key): a tiny token dataset (`token_shards/`, 4 validation
+    documents) and a random checkpoint of its tokenizer as the latest `baseline` model
+    (`models/baseline/run-1/step-00000001`), for the evaluation assets' tests."""
+    from evaluation.checkpoint import write_random_checkpoint
+    from pipelines.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+    from tests.evaluation.conftest import REPEATED, SENTENCES, write_token_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "artifacts"
+    tokenizer = train_tokenizer(SENTENCES * 20 + [REPEATED] * 20, tmp_path_factory.mktemp("tokenizer"), TokenizerConfig(vocab_size=400))
+    docs = [(s, "validation" if i % 3 == 1 else "train") for i, s in enumerate(SENTENCES)]
+    write_token_dataset(root / "token_shards", Tokenizer(tokenizer), docs)
+    key = "baseline/run-1/step-00000001"
+    write_random_checkpoint(root / "models" / key, tokenizer, seed=0, method="baseline", n_positions=1024)  # fits 3-shot prompts
+    (root / "models" / "baseline" / "latest.json").write_text(
+        json.dumps({"run_dir": "models/baseline/run-1", "checkpoint": f"models/{key}"}))
+    return root, key
+
+
+@pytest.fixture
+def tiny_storage(tiny_models, tmp_path):
+    """(storage, partition key): a copy of `tiny_models` of the test's own."""
+    root, key = tiny_models
+    shutil.copytree(root, tmp_path / "artifacts")
+    return LacyStorage(root=str(tmp_path / "artifacts")), key

@@ -27,7 +27,7 @@ STAGES = {
     "reference_losses_job": {"reference_losses"},
     "methods_job": {f"{m}_model" for m in METHODS},
     "knowledge_job": {"knowledge_source"},
-    "evaluation_job": {"validation_losses", "cascade_generations", "factscore", "fact_leakage", "nlu"},
+    "evaluation_job": {"validation_losses", "cascade_generations", "factscore", "fact_leakage", "nlu", "acceptability"},
     "report_job": {"comparison_report"},
 }
 

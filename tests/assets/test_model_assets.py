@@ -8,32 +8,25 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
-from dagster import (
-    AssetKey,
-    PipesSubprocessClient,
-    RunRequest,
-    SensorResult,
-    SkipReason,
-    build_schedule_context,
-    build_sensor_context,
-    instance_for_test,
-    materialize,
-)
+from dagster import AssetKey, PipesSubprocessClient, instance_for_test, materialize
 from transformers import AutoModelForCausalLM
 
-from assets.automation import new_checkpoints, pending_evaluations, reevaluate_stale_checkpoints, waiting_on
-from assets.evaluation import cascade_generations, fact_leakage, factscore_eval, knowledge_source, nlu_eval, validation_losses
-from assets.partitions import checkpoint_partitions
-from assets.report import comparison_report
-from assets.resources import LacyStorage
-from assets.results import EVALUATION_KEYS, result_path
-from assets.training import latest_run, method_model, reference_losses, reference_model
+from assets.automation import pending_evaluations, waiting_on
+from assets.evaluation import ACCEPTABILITY_JUDGE, EVALUATIONS, NO_JUDGE, knowledge_source
+from assets.models import latest_run
+from assets.report import report_asset
+from assets.resources import JudgeResource, LacyStorage
+from assets.results import result_path
+from assets.training import method_model, reference_losses, reference_model
+from tests.assets.ticks import schedule_tick, sensor_tick
 from trainer.train import METRICS_FILE
 
 STEPS = {"max_steps": 2, "save_every": 1}
+EVALUATION_KEYS = [e.key for e in EVALUATIONS]
 
 
 class RecordingClient(PipesSubprocessClient):
@@ -171,19 +164,23 @@ def test_a_killed_training_is_retried_and_resumes_from_its_newest_checkpoint(dat
 
 def test_first_use_waits_for_missing_inputs(tmp_path):
     """A fresh storage root: the cascade waits on a partner, FactScore also on the knowledge
-    source; what needs only the checkpoint is requested."""
+    source, acceptability on the token shards and a judge; what needs only the checkpoint is
+    requested."""
     storage = LacyStorage(root=str(tmp_path))
-    assert waiting_on(storage) == {
+    resources = SimpleNamespace(storage=storage, **{ACCEPTABILITY_JUDGE: JudgeResource()})
+    assert waiting_on(resources, EVALUATIONS) == {
         "validation_losses": ["token_shards"], "cascade_generations": ["reference_model (the cascade partner)"],
-        "factscore": ["reference_model (the cascade partner)", "knowledge_source"], "fact_leakage": [], "nlu": []}
+        "factscore": ["reference_model (the cascade partner)", "knowledge_source"], "fact_leakage": [], "nlu": [],
+        "acceptability": ["token_shards", NO_JUDGE]}
     result_path(storage, "lacy/run-1/step-00000002", "nlu").parent.mkdir(parents=True)
     result_path(storage, "lacy/run-1/step-00000002", "nlu").write_text("{}")  # evaluated already
-    (request,), lines = pending_evaluations(storage, ["lacy/run-1/step-00000002"])
+    (request,), lines = pending_evaluations(resources, ["lacy/run-1/step-00000002"], EVALUATIONS)
     assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]
     assert request.run_key == "evaluate:lacy/run-1/step-00000002:fact_leakage"
     assert lines == ["lacy/run-1/step-00000002: validation_losses waits on token_shards",
                      "lacy/run-1/step-00000002: cascade_generations waits on reference_model (the cascade partner)",
-                     "lacy/run-1/step-00000002: factscore waits on reference_model (the cascade partner), knowledge_source"]
+                     "lacy/run-1/step-00000002: factscore waits on reference_model (the cascade partner), knowledge_source",
+                     f"lacy/run-1/step-00000002: acceptability waits on token_shards, {NO_JUDGE}"]
 
 
 def test_sensor_schedule_evaluations_and_report(trained):
@@ -193,22 +190,20 @@ def test_sensor_schedule_evaluations_and_report(trained):
 
 def sensor_schedule_evaluations_and_report(storage, _, instance):
     models = storage.path("models")
+    resources = {"storage": storage, ACCEPTABILITY_JUDGE: JudgeResource()}  # no judge
 
-    result = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
-    assert isinstance(result, SensorResult)
+    result = sensor_tick(instance, resources)
     (add,) = result.dynamic_partitions_requests
     assert len(add.partition_keys) == 8  # 4 runs x 2 checkpoints, all partitions
     requested = {r.partition_key for r in result.run_requests}  # the newest of each run is evaluated
     assert requested == {str(Path(latest_run(storage, m)["checkpoint"]).relative_to(models)) for m in ("reference", "rho1", "lacy", "baseline")}
-    # no knowledge source yet: FactScore waits, the other evaluations are requested
-    ready = set(EVALUATION_KEYS) - {AssetKey("factscore")}
+    # no knowledge source yet: FactScore waits, no judge: acceptability waits, the other evaluations are requested
+    ready = set(EVALUATION_KEYS) - {AssetKey("factscore"), AssetKey("acceptability")}
     assert all(set(r.asset_selection) == ready for r in result.run_requests)
-    instance.add_dynamic_partitions(checkpoint_partitions.name, list(add.partition_keys))
-    again = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
+    again = sensor_tick(instance, resources)
     assert not again.dynamic_partitions_requests  # the same requests under the same run keys: run once
     assert [r.run_key for r in again.run_requests] == [r.run_key for r in result.run_requests]
 
-    resources = {"storage": storage}
     assert materialize([knowledge_source], resources=resources, instance=instance).success
     run_config = {"ops": {
         "validation_losses": {"config": {"max_tokens": 3000}},
@@ -217,13 +212,14 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
         "nlu": {"config": {"limit": 2}},
     }}
     lacy_key = str(Path(latest_run(storage, "lacy")["checkpoint"]).relative_to(models))
-    evaluated = materialize(
-        [validation_losses, cascade_generations, factscore_eval, fact_leakage, nlu_eval, knowledge_source],
+    evaluated = materialize(  # every evaluation, as evaluation_job: acceptability without a judge evaluates nothing
+        [*(e.asset for e in EVALUATIONS), knowledge_source],
         selection=[k.to_user_string() for k in EVALUATION_KEYS],
         partition_key=lacy_key, resources=resources, instance=instance, run_config=run_config,
     )
     assert evaluated.success
     meta = {e.asset_key.path[-1]: e.materialization.metadata for e in evaluated.get_asset_materialization_events()}
+    assert set(meta) == {k.to_user_string() for k in EVALUATION_KEYS} - {"acceptability"}
     assert meta["validation_losses"]["baseline_call_loss"].value > 0  # the matched baseline on lacy's mask
     assert 0 <= meta["factscore"]["fact_overlap_proxy"].value <= 1 and "factscore" not in meta["factscore"]
     assert 0 <= meta["fact_leakage"]["popqa_leakage"].value <= 1
@@ -236,23 +232,25 @@ def sensor_schedule_evaluations_and_report(storage, _, instance):
     assert meta["cascade_generations"]["realized_call_rate_native"].value == pytest.approx(generations["modes"]["native"]["summary"]["call_rate"], abs=1e-4)
 
     # once the knowledge source exists, FactScore of the others is requested; lacy is done
-    later = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
+    later = sensor_tick(instance, resources)
     assert lacy_key not in {r.partition_key for r in later.run_requests}
     assert {r.partition_key for r in later.run_requests} == requested - {lacy_key}
     assert all(AssetKey("factscore") in r.asset_selection for r in later.run_requests)
 
-    report = materialize([comparison_report], resources=resources, instance=instance)
+    report = materialize([report_asset(EVALUATIONS)], resources={"storage": storage}, instance=instance)
     assert report.success
     (event,) = report.get_asset_materialization_events()
     assert "data:image/png;base64" in event.materialization.metadata["figure_2_6_factscore_vs_leakage"].value
     assert (storage.path("report", "report.md")).read_text().startswith("# LaCy comparison report")
 
-    # as a context manager: the context enters the instance, and an unclosed one leaves Dagster's
-    # process-wide state storage pointing at this test's temporary instance after it is gone
-    with build_schedule_context(instance=instance, resources={"storage": storage}) as schedule_context:
-        assert isinstance(reevaluate_stale_checkpoints(schedule_context), SkipReason)
-        stored = result_path(storage, lacy_key, "fact_leakage")
-        stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
-        (request,) = reevaluate_stale_checkpoints(schedule_context)
-        assert isinstance(request, RunRequest) and request.partition_key == lacy_key
-        assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]
+    up_to_date = schedule_tick(instance, resources)
+    assert not up_to_date.run_requests and up_to_date.skip_message == "every evaluated checkpoint is up to date"
+    stored = result_path(storage, lacy_key, "fact_leakage")
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
+    (request,) = schedule_tick(instance, resources).run_requests
+    assert request.partition_key == lacy_key
+    assert [k.to_user_string() for k in request.asset_selection] == ["fact_leakage"]
+    stored = result_path(storage, lacy_key, "cascade_generations")  # FactScore scores the generations: stale with them
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "inputs_fingerprint": "evaluated-by-older-code"}))
+    (request,) = schedule_tick(instance, resources).run_requests
+    assert [k.to_user_string() for k in request.asset_selection] == ["cascade_generations", "fact_leakage", "factscore"]

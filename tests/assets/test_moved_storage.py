@@ -6,15 +6,17 @@ import json
 import shutil
 from pathlib import Path
 
-from dagster import PipesSubprocessClient, SensorResult, build_sensor_context, instance_for_test, materialize
+from dagster import PipesSubprocessClient, instance_for_test, materialize
 
-from assets.automation import new_checkpoints
+from assets.evaluation import ACCEPTABILITY_JUDGE, EVALUATIONS
+from assets.models import LATEST, latest_run
 from assets.partitions import checkpoint_partitions
 from assets.register import register
 from assets.report import collect
-from assets.resources import LacyStorage
-from assets.training import LATEST, latest_run, method_model, reference_losses, reference_model
+from assets.resources import JudgeResource, LacyStorage
+from assets.training import method_model, reference_losses, reference_model
 from pipelines.files import read_json
+from tests.assets.ticks import sensor_tick
 from trainer.checkpoint import latest_checkpoint
 from trainer.train import TrainConfig, train
 
@@ -49,11 +51,11 @@ def moved_storage_round_trip(data_assets, tmp_path, instance):
     assert latest_checkpoint(Path(found["run_dir"])).path == checkpoint and checkpoint.name == "step-00000002"
 
     key = str(checkpoint.relative_to(after / "models"))
-    sensed = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": moved}))
-    assert isinstance(sensed, SensorResult) and key in {r.partition_key for r in sensed.run_requests}
     assert key in register(instance, moved)
     assert key in instance.get_dynamic_partitions(checkpoint_partitions.name)
-    assert collect(moved)["Rho-1"]["partition"] == key
+    sensed = sensor_tick(instance, {"storage": moved, ACCEPTABILITY_JUDGE: JudgeResource()})
+    assert key in {r.partition_key for r in sensed.run_requests}
+    assert collect(moved, [e.name for e in EVALUATIONS])["Rho-1"]["partition"] == key
 
     # provenance recorded relative to the root resolves under the new mount
     scored = read_json(after / "reference_losses" / "manifest.json")["model"]["checkpoint"]

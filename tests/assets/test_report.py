@@ -1,69 +1,20 @@
-"""The comparison report: which models it shows, the baseline twice, the call-decision table,
-and Figure 2/6's label placement."""
+"""The comparison report asset: which models it reads, and the report it writes from fixed
+result files: the sections that moved to `evaluation.report` unchanged (the golden file
+was written by the report before the move, from the same results), and the new Figure 3
+section between Table 1 and Table 2."""
 
 import json
 import os
+import re
 
-import pytest
+from dagster import materialize
 
-from assets.report import call_aucs, call_decision_table, collect, spread_labels, summary_table
+from assets.evaluation import EVALUATIONS
+from assets.report import collect, report_asset
 from assets.resources import LacyStorage
+from tests.assets.report_results import write_results
 
-
-def test_close_labels_pushed_apart_far_ones_kept():
-    xs, ys = [0.0, 0.0, 0.5, 0.0], [0.030, 0.031, 0.0305, 0.060]
-    # by height: 0.030 stays; 0.0305 is far right; 0.031 is 0.001 above 0.030 -> 0.032;
-    # 0.060 is well clear.
-    assert spread_labels(xs, ys, min_gap=0.002, x_near=0.01) == pytest.approx([0.030, 0.032, 0.0305, 0.060])
-
-
-def test_chain_of_equal_points():
-    assert spread_labels([0.0] * 3, [1.0] * 3, min_gap=0.1, x_near=0.01) == pytest.approx([1.0, 1.1, 1.2])
-
-
-def _row(method: str, call_rates: dict, proxy: float, no_call_proxy: float | None = None) -> dict:
-    factscore = {"fact_overlap_proxy": {"score": proxy}}
-    if no_call_proxy is not None:
-        factscore["no_call"] = {"fact_overlap_proxy": {"score": no_call_proxy}}
-    return {
-        "method": method,
-        "partition": f"{method}/run/step-1",
-        "validation_losses": {"call_loss": 5.0, "call_loss_without_call": 4.0, "non_call_loss": 3.0, "call_top_fraction": 0.5,
-                              "mean_p_call_at_calls": 0.6, "mean_p_call_at_non_calls": 0.1, "call_auc_own_rule": 0.7,
-                              "call_auc_facts": 0.65, "call_auc_hard_tokens": None,
-                              "call_auc_notes": {"hard_tokens": "no matched baseline given"}},
-        "cascade_generations": {"config": {"call_budget": 0.22},
-                                "modes": {mode: {"summary": {"call_rate": r}} for mode, r in call_rates.items()}},
-        "factscore": factscore,
-        "fact_leakage": {"popqa": {"leakage": 0.1}, "bigbench_qa_wikidata": {"leakage": 0.3}},
-        "nlu": None,
-    }
-
-
-ROWS = {
-    "Baseline": _row("baseline", {"budgeted": 0.221, "native": 0.0, "no_call": 0.0}, proxy=0.4, no_call_proxy=0.3),
-    "LaCy": _row("lacy", {"budgeted": 0.219, "native": 0.05}, proxy=0.5),
-}
-
-
-def test_baseline_appears_without_calls_and_at_the_budget():
-    summary = summary_table(ROWS)
-    assert [(r["model"], r["fact_overlap_proxy (not FactScore)"]) for r in summary] == [
-        ("Baseline, without calls", 0.3),
-        ("Baseline, untrained <CALL> logit at the 22% call budget", 0.4),
-        ("LaCy", 0.5),
-    ]
-    assert all(r["fact leakage"] == pytest.approx(0.2) for r in summary)
-
-
-def test_call_decision_table_and_figure(tmp_path):
-    table = call_decision_table(ROWS)
-    assert [r["model"] for r in table] == ["Baseline (untrained <CALL> logit)", "LaCy"]
-    lacy = table[1]
-    assert (lacy["call rate, budgeted"], lacy["call rate, native"]) == (0.219, 0.05)
-    assert (lacy["AUC vs own rule"], lacy["AUC vs spaCy facts"], lacy["AUC vs hard tokens"]) == (0.7, 0.65, None)
-    assert (lacy["call loss (p)"], lacy["call loss (p\\CALL)"]) == (5.0, 4.0)
-    assert "data:image/png;base64" in call_aucs(ROWS, tmp_path / "aucs.png").value and (tmp_path / "aucs.png").exists()
+GOLDEN = os.path.join(os.path.dirname(__file__), "data", "comparison_report.md")
 
 
 def _checkpoint(root, method: str, run: str, objective: str | None, mtime: int) -> str:
@@ -82,6 +33,25 @@ def test_collect_shows_the_latest_model_and_the_newest_run_of_another_objective(
     for method, key in (("lacy", full), ("baseline", baseline)):
         (tmp_path / "models" / method / "latest.json").write_text(
             json.dumps({"run_dir": f"models/{key.rsplit('/', 1)[0]}", "checkpoint": f"models/{key}"}))
-    rows = collect(LacyStorage(root=str(tmp_path)))
-    assert {label: (r["method"], r["partition"]) for label, r in rows.items()} == {
-        "Baseline": ("baseline", baseline), "LaCy": ("lacy", full), "LaCy (renormalized)": ("lacy", renormalized)}
+    rows = collect(LacyStorage(root=str(tmp_path)), ["nlu"])
+    assert {label: (r["method"], r["partition"], r["nlu"]) for label, r in rows.items()} == {
+        "Baseline": ("baseline", baseline, None), "LaCy": ("lacy", full, None), "LaCy (renormalized)": ("lacy", renormalized, None)}
+
+
+def test_the_report_from_fixed_results_is_the_one_before_the_move_plus_figure_3(tmp_path):
+    write_results(tmp_path)
+    storage = LacyStorage(root=str(tmp_path))
+    result = materialize([report_asset(EVALUATIONS)], resources={"storage": storage})
+    assert result.success
+    report = re.sub(r"Code `[^`]*`", "Code `COMMIT`", storage.path("report", "report.md").read_text())
+    figure3 = re.search(r"## Figure 3: accuracy and acceptability by loss bin\n.*?(?=## Table 2)", report, re.DOTALL).group()
+    assert report.replace(figure3, "") == open(GOLDEN).read()
+    assert report.index("## Table 1") < report.index("## Figure 3") < report.index("## Table 2")
+    assert [line for line in figure3.splitlines() if line.startswith("### ")] == ["### Baseline", "### Rho-1", "### LaCy"]
+    assert "| [2, inf) | 0 |  |  | 5 | 0.35 | 0.77 | 0 |" in figure3  # no fact token in the last bin: no accuracy
+    figures = sorted(p.name for p in storage.path("report").glob("*.png"))
+    assert figures == ["acceptability_baseline.png", "acceptability_lacy.png", "acceptability_rho_1.png", "call_aucs.png",
+                       "call_losses.png", "factscore_vs_leakage.png"]
+    (event,) = result.get_asset_materialization_events()
+    assert {"summary", "call_decision", "table_1_nlu", "table_2_cost", "figure_3_acceptability",
+            "figure_3_acceptability_lacy"} <= set(event.materialization.metadata)

@@ -6,17 +6,17 @@ because the partner appeared and the run key (the set of ready evaluations) chan
 import json
 
 import pytest
-from dagster import AssetKey, DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, build_sensor_context
+from dagster import AssetKey, DagsterEvent, DagsterEventType, DagsterRunStatus, RunRequest, instance_for_test
 from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from assets.automation import new_checkpoints
 from assets.definitions import defs
-from assets.jobs import evaluation_job
-from assets.partitions import checkpoint_partitions
-from assets.resources import LacyStorage
+from assets.evaluation import ACCEPTABILITY_JUDGE
+from assets.jobs import EVALUATION_JOB
+from assets.resources import JudgeResource, LacyStorage
 from assets.results import result_path
 from pipelines.shards import MANIFEST
+from tests.assets.ticks import sensor_tick
 
 LACY, BASELINE = "lacy/run-1/step-00000002", "baseline/run-1/step-00000002"
 
@@ -34,21 +34,19 @@ def storage(tmp_path):
 
 @pytest.fixture
 def instance():
-    with DagsterInstance.ephemeral() as instance:
+    with instance_for_test() as instance:
         yield instance
 
 
 def tick(instance, storage):
-    """One sensor evaluation, its new partitions added as the daemon would."""
-    result = new_checkpoints(build_sensor_context(instance=instance, resources={"storage": storage}))
-    for request in getattr(result, "dynamic_partitions_requests", None) or []:
-        instance.add_dynamic_partitions(checkpoint_partitions.name, list(request.partition_keys))
-    return {r.partition_key: r for r in getattr(result, "run_requests", None) or []}, result
+    """One sensor evaluation (no judge configured), its new partitions added as the daemon would."""
+    result = sensor_tick(instance, {"storage": storage, ACCEPTABILITY_JUDGE: JudgeResource()})
+    return {r.partition_key: r for r in result.run_requests}, result
 
 
 # where a queued run's code is (the run queue needs it): the code location of `dagster dev`
 ORIGIN = RemoteJobOrigin(RemoteRepositoryOrigin(ManagedGrpcPythonEnvCodeLocationOrigin(
-    LoadableTargetOrigin(module_name="assets.definitions")), "__repository__"), evaluation_job.name)
+    LoadableTargetOrigin(module_name="assets.definitions")), "__repository__"), EVALUATION_JOB)
 STATUS_OF = {DagsterEventType.RUN_ENQUEUED: DagsterRunStatus.QUEUED, DagsterEventType.RUN_STARTING: DagsterRunStatus.STARTING,
              DagsterEventType.RUN_START: DagsterRunStatus.STARTED}
 
@@ -66,7 +64,7 @@ def launch(instance, request, event=DagsterEventType.RUN_START, asset_selection=
 
 
 def evaluation_job_def():
-    return defs.resolve_job_def(evaluation_job.name)
+    return defs.resolve_job_def(EVALUATION_JOB)
 
 
 def names(request):

@@ -1,6 +1,7 @@
-"""The training assets read metrics.jsonl incrementally while the trainer writes it."""
+"""metrics.jsonl read incrementally while the trainer writes it (the training assets' live
+observations), and the means over a finished run's last tenth."""
 
-from assets.training import MetricsTail
+from trainer.metrics_file import MetricsTail, final_means
 
 
 def steps(rows):
@@ -20,3 +21,10 @@ def test_new_complete_lines_only_and_a_file_rewritten_on_resume(tmp_path):
     assert steps(tail.new_rows()) == [1]
     path.write_text('{"step": 1, "loss": 2.5}\n{"step": 2}\n')  # rewritten longer: the old offset falls mid-line
     assert steps(tail.new_rows()) == [1, 2]
+
+
+def test_final_means_over_the_last_tenth():
+    rows = [{"step": s, "loss": float(s), "call_loss": None if s == 20 else 1.0} for s in range(1, 21)]
+    # 20 rows: the last 2 (steps 19, 20); call_loss is null at step 20
+    assert final_means(rows, ("loss", "call_loss", "absent")) == {"final_loss": 19.5, "final_call_loss": 1.0}
+    assert final_means(rows[:3], ("loss",)) == {"final_loss": 3.0}  # fewer than 10 rows: the last one

@@ -17,6 +17,7 @@ only what changed. The steps of a cell run two at a time (the run's executor), o
 
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -54,7 +55,7 @@ from pipelines.presets import DATA_PRESETS
 from pipelines.shards import MANIFEST
 from pipelines.token_shards import build_token_shards
 from pipelines.tokenizer import MODEL_FILE, TokenizerConfig, train_tokenizer
-from trainer.argv import torchrun_command, train_argv
+from trainer.argv import train_argv
 from trainer.checkpoint import latest_checkpoint
 from trainer.masks import METHODS, get_method
 from trainer.presets import REFERENCE
@@ -236,10 +237,10 @@ def train_in_cell(context: AssetExecutionContext, storage: LacyStorage, pipes: P
     out = run_dir(cell, name)
     final, reported = trained(cell, name), {}
     if final is None:
-        command, env = torchrun_command(1, "assets.pipes_train", train_argv(train_config(cell, name, storage.path())))
+        command = [sys.executable, "-m", "assets.pipes_train", *train_argv(train_config(cell, name, storage.path()))]  # one process
         context.log.info(" ".join(command))
         with observing(context, out / METRICS_FILE):
-            reported = pipes.run(command=command, context=context, env={**env, **THREADS}).get_materialize_result().metadata or {}
+            reported = pipes.run(command=command, context=context, env=THREADS).get_materialize_result().metadata or {}
         final = trained(cell, name)
     else:
         context.log.info(f"{final}: complete, kept")

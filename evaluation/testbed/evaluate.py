@@ -182,7 +182,7 @@ def evaluate_model(cell: Cell, name: str, checkpoint: Path, partner: Path, basel
         partners["partner"] = load_backend(BackendConfig("transformers", str(partner), dtype="float32"))
     result = {
         "model": name,
-        "checkpoint": model.identity(),
+        "checkpoint": {**model.identity(), "num_params": model.info["num_params"]},
         "generations": generations(model, kb, partners, config, log),
         "leakage": attribute_leakage(model, kb, config, log),
         "call_decisions": call_decisions(model, kb, world, config),

@@ -312,17 +312,18 @@ def probe_rows(cells: Sequence[Results]) -> list[dict]:
     return rows
 
 
-def frozen_from(probe: list[dict], level: float = 0.9) -> int | None:
-    """The first probe step from which every later probe re-calls at least `level` of the previous
-    probe's calls; None when the last one does not."""
-    recalled = [(r["step"], (r.get("rule_overlap") or {}).get("recalled")) for r in probe]
-    start = None
-    for step, value in recalled:
+def frozen_from(probe: list[dict], level: float = 0.9, at_least: int = 3) -> int | None:
+    """The first probe step from which every later probe re-calls at least `level` of the
+    previous probe's calls, over at least `at_least` probes; None otherwise (not frozen, or only
+    at the very end)."""
+    start, run = None, 0
+    for row in probe:
+        value = (row.get("rule_overlap") or {}).get("recalled")
         if value is not None and value >= level:
-            start = step if start is None else start
+            start, run = (row["step"] if start is None else start), run + 1
         else:
-            start = None
-    return start
+            start, run = None, 0
+    return start if run >= at_least else None
 
 
 # ---------------------------------------------------------------- acceptability (section 3)

@@ -22,20 +22,20 @@ from evaluation.backends.text import CachedLLM
 from evaluation.cascade.generate import CALL_MODES, CascadeConfig, generate, rag_prefix, render, summarize
 from evaluation.checkpoint import load_checkpoint
 from evaluation.factscore import atomic_facts, entities, knowledge
+from evaluation.factscore import metric as factscore_lib
 from evaluation.factscore import proxy as fact_overlap
-from evaluation.factscore import score as factscore_lib
 from evaluation.factscore.entities import bio_generation, build_embedded_knowledge, entity_prompts
 from evaluation.factscore.knowledge import KnowledgeSource
+from evaluation.factscore.metric import FactScoreConfig
 from evaluation.factscore.proxy import fact_overlap_proxy
-from evaluation.factscore.score import FactScoreConfig
 from evaluation.measures import acceptability as acceptability_lib
 from evaluation.measures import leakage, nlu, validation
 from evaluation.measures.acceptability import AcceptabilityConfig, PromptJudge, evaluate_acceptability
 from evaluation.measures.leakage import LeakageConfig, evaluate_leakage
 from evaluation.measures.nlu import evaluate_nlu
 from evaluation.measures.validation import ValidationConfig, evaluate_validation
-from evaluation.report.acceptability import acceptability_section
 from evaluation.report.comparison import NO_CALL, call_decision_section, methods_section, nlu_section
+from evaluation.report.figure3 import acceptability_section
 from pipelines.files import code_fingerprint, read_json, write_json
 from pipelines.shards import MANIFEST
 from trainer.masks import METHODS, get_method

@@ -38,10 +38,10 @@ from assets.metadata import md_png, md_table
 from assets.resources import LacyStorage
 from assets.training import TRAINER_CODE, TRAINING_RETRIES, Pipes, observing
 from evaluation.checkpoint import checkpoint_fingerprint
+from evaluation.report import testbed as testbed_report_lib
 from evaluation.report.figures import save_figure
 from evaluation.testbed import evaluate as testbed_evaluate
 from evaluation.testbed import kinds as testbed_kinds
-from evaluation.testbed import report as testbed_report_lib
 from evaluation.testbed.cell import MODELS, SCENARIOS, SEEDS, Cell, cells_of, is_fresh, mark_fresh, scenario_root
 from evaluation.testbed.exact import KnowledgeBase
 from evaluation.testbed.kinds import measure_regime, probe_documents
@@ -341,7 +341,7 @@ def testbed_evaluation(context: AssetExecutionContext, storage: LacyStorage) -> 
        deps=[AssetDep(testbed_evaluation, partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="scenario"))])
 def testbed_report(context: AssetExecutionContext, storage: LacyStorage) -> MaterializeResult:
     """The scenario's report over its evaluated seeds: every number a mean with a 95% interval,
-    the paper's claims worded by the intervals of the differences (`evaluation.testbed.report`)."""
+    the paper's claims worded by the intervals of the differences (`evaluation.report.testbed`)."""
     scenario = context.partition_key
     cells = cells_of(storage.path(), scenario)
     if not cells:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from evaluation.backends.text import TextLLM
 from evaluation.factscore.knowledge import FACTSCORE_DATA_DIR, BM25Retrieval, KnowledgeSource
-from evaluation.factscore.score import GAMMA, FactScoreConfig, aggregate, judge_support
+from evaluation.factscore.metric import GAMMA, FactScoreConfig, aggregate, judge_support
 from pipelines.files import fingerprint, iter_jsonl
 
 LABELED_DIR = FACTSCORE_DATA_DIR / "labeled"

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 from evaluation.factscore.knowledge import BM25Retrieval, KnowledgeSource, passage_plain_text
-from evaluation.factscore.score import GAMMA, N_PASSAGES, aggregate, is_response_abstained
+from evaluation.factscore.metric import GAMMA, N_PASSAGES, aggregate, is_response_abstained
 from pipelines.classes import FACT
 from pipelines.facts import FactLabeler, WordLabels
 from pipelines.files import fingerprint

@@ -17,7 +17,7 @@ and over seeds (`evaluation.report.intervals`).
 - for the reference model (the partner): its attribute accuracy with its background (the
   record before "{name}\\n\\n" and the question's sentence start), as the cascade uses it.
 - for the baseline and the reference: acceptability (section 3, Figure 3) on the fixed
-  validation batch with the exact judge (`evaluation.testbed.acceptability`).
+  validation batch with the exact judge (`evaluation.testbed.judge`).
 - the training probe (`trainer.probe`: which kinds the rule called while training), copied
   from the run directory.
 """
@@ -42,11 +42,11 @@ from evaluation.measures import acceptability, leakage, validation
 from evaluation.measures.acceptability import AcceptabilityConfig, evaluate_acceptability
 from evaluation.measures.leakage import LeakageConfig, evaluate_questions
 from evaluation.measures.validation import ValidationConfig, evaluate_validation, token_stats
-from evaluation.testbed import acceptability as exact_acceptability
 from evaluation.testbed import exact, kinds, oracle
-from evaluation.testbed.acceptability import ExactJudge
+from evaluation.testbed import judge as exact_judge
 from evaluation.testbed.cell import Cell, EvalConfig
 from evaluation.testbed.exact import COMPLETIONS, PROMPT, KnowledgeBase, precision, questions
+from evaluation.testbed.judge import ExactJudge
 from evaluation.testbed.kinds import TOKEN_KINDS, character_kinds, token_kinds
 from evaluation.testbed.oracle import OraclePartner
 from pipelines import biographies
@@ -59,7 +59,7 @@ from trainer.probe import PROBE_FILE
 
 BUCKETS = ("head", "tail")  # the buckets biographies are written for (unseen people get questions only)
 ACCEPTABILITY_MODELS = ("baseline", REFERENCE)
-CODE = code_fingerprint(sys.modules[__name__], exact, oracle, kinds, exact_acceptability, evaluation.cascade, evaluation.backends,
+CODE = code_fingerprint(sys.modules[__name__], exact, oracle, kinds, exact_judge, evaluation.cascade, evaluation.backends,
                         leakage, validation, acceptability, biographies)
 
 

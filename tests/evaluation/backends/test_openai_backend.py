@@ -11,7 +11,7 @@ from evaluation.backends.partners import PartnerQuery, PartnerReply
 from evaluation.backends.text import TextLLM
 from evaluation.backends.transformers_backend import TransformersBackend
 from evaluation.factscore.knowledge import BM25Retrieval
-from evaluation.factscore.score import judge_support, support_prompt
+from evaluation.factscore.metric import judge_support, support_prompt
 from tests.evaluation.factscore.factscore_fixtures import small_knowledge
 from tests.evaluation.openai_server import FakeOpenAIServer, completions_like_vllm
 

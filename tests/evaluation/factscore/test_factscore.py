@@ -4,7 +4,7 @@ import pytest
 
 from evaluation.backends.text import truncate_at_stop
 from evaluation.factscore.knowledge import BM25Retrieval
-from evaluation.factscore.score import (
+from evaluation.factscore.metric import (
     FactScoreConfig,
     aggregate,
     factscore,

@@ -13,7 +13,7 @@ from evaluation.factscore.atomic_facts import (
     text_to_facts,
 )
 from evaluation.factscore.human import read_labeled
-from evaluation.factscore.score import remove_citation
+from evaluation.factscore.metric import remove_citation
 from tests.evaluation.factscore.factscore_fixtures import ScriptedLLM, spacy_nlp
 
 

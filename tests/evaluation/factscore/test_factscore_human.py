@@ -9,7 +9,7 @@ from evaluation.factscore.human import (
     validate_judge,
 )
 from evaluation.factscore.knowledge import BM25Retrieval, KnowledgeSource, build_knowledge_db
-from evaluation.factscore.score import support_prompt
+from evaluation.factscore.metric import support_prompt
 from pipelines.corpus import read_source
 from tests.evaluation.factscore.factscore_fixtures import ScriptedLLM
 

@@ -1,7 +1,7 @@
 """The report's Figure 3 section: per model, the loss bins' counts, accuracy and
 acceptability of facts and non-facts, and its figure."""
 
-from evaluation.report.acceptability import acceptability_section, bin_rows, figure_file
+from evaluation.report.figure3 import acceptability_section, bin_rows, figure_file
 
 
 def _group(tokens, accuracy, acceptability, unparseable=0):

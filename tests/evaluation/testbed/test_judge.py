@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from evaluation.testbed.acceptability import ExactJudge
+from evaluation.testbed.judge import ExactJudge
 from pipelines.biographies import Document, Person, World
 from tests.evaluation.testbed.worlds import SMALL
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from evaluation.testbed.report import frozen_from, leakage_units, precision_units
+from evaluation.report.testbed import frozen_from, leakage_units, precision_units
 
 
 def test_precision_units_leave_out_biographies_that_state_nothing():

@@ -460,7 +460,7 @@ def write_report(cells: Sequence[Cell], out: Path, log: Callable[[str], None] = 
         markdown_table(probe_rows(results)),
         "![training probe, seed 0](probe_seed0.png)",
         "## Loss and acceptability (section 3, Figure 3 analogue)",
-        "The baseline on the fixed validation batch; the exact judge (`evaluation.testbed.acceptability`): a proposed token is "
+        "The baseline on the fixed validation batch; the exact judge (`evaluation.testbed.judge`): a proposed token is "
         "acceptable when the text so far plus the token is a prefix of some true biography of the person.",
         *acceptability_section(cells, "baseline", out / "figure3_acceptability.png"),
     ]

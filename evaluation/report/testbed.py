@@ -337,6 +337,21 @@ def acceptability_units(cell_dir: Path, name: str) -> dict[str, np.ndarray] | No
     return {k: np.asarray([np.nan if v is None else v for v in t[k]], dtype=np.float64) for k in t}
 
 
+def is_fact(u: dict[str, np.ndarray]) -> np.ndarray:
+    return u["token_class"] == FACT
+
+
+def is_non_fact(u: dict[str, np.ndarray]) -> np.ndarray:
+    return (u["token_class"] == GRAMMATICAL) | (u["token_class"] == OTHER)
+
+
+def acceptability_gap(units: Sequence[dict[str, np.ndarray]]) -> Estimate:
+    """Acceptability at or above HIGH_LOSS nats: facts minus non-facts (the paper: lower)."""
+    high = [(u["loss"] >= HIGH_LOSS) for u in units]
+    return difference([np.where(is_fact(u) & h, u["acceptable"], np.nan) for u, h in zip(units, high)],
+                      [np.where(is_non_fact(u) & h, u["acceptable"], np.nan) for u, h in zip(units, high)])
+
+
 def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
     """The Figure 3 analogue pooled over seeds, and the paper's two observations tested: loss
     predicts accuracy for facts and non-facts (accuracy below LOW_LOSS minus at or above
@@ -344,8 +359,7 @@ def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[
     units = [u for u in (acceptability_units(c.root, name) for c in cells) if u is not None]
     if not units:
         return ["(no acceptability table)"]
-    groups = {"facts": lambda u: u["token_class"] == FACT,
-              "non-facts": lambda u: (u["token_class"] == GRAMMATICAL) | (u["token_class"] == OTHER)}
+    groups = {"facts": is_fact, "non-facts": is_non_fact}
     edges = [0, 0.5, 1, 2, 3, 4, 6, 8, np.inf]
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -377,9 +391,7 @@ def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[
         e = difference(low, high)
         lines.append(f"- {group}: accuracy below {LOW_LOSS:g} nats minus at or above {HIGH_LOSS:g} nats {e.text()}: "
                      f"loss {'predicts accuracy' if e.verdict() == 'higher' else 'does not measurably predict accuracy'}.")
-    facts = [np.where(groups["facts"](u) & (u["loss"] >= HIGH_LOSS), u["acceptable"], np.nan) for u in units]
-    nonfacts = [np.where(groups["non-facts"](u) & (u["loss"] >= HIGH_LOSS), u["acceptable"], np.nan) for u in units]
-    e = difference(facts, nonfacts)
+    e = acceptability_gap(units)
     lines.append(f"- at or above {HIGH_LOSS:g} nats, acceptability of facts minus non-facts {e.text()}: "
                  f"**{e.verdict('facts more acceptable', 'facts less acceptable')}** (the paper: less).")
     for group, member in groups.items():
@@ -488,7 +500,8 @@ def write_sweep_report(storage_root: Path, out: Path, log: Callable[[str], None]
             for run in PARTNER_RUNS:
                 point[f"precision {bucket} {run}"] = paired(results, "lacy", "baseline", lambda r, b=bucket, u=run: precision_units(r, b, u))
         point["leakage tail"] = paired(results, "lacy", "baseline", lambda r: leakage_units(r, "tail"))
-        point["minutes"] = None
+        units = [u for u in (acceptability_units(c.root, "baseline") for c in cells) if u is not None]
+        point["acceptability gap"] = acceptability_gap(units) if units else Estimate(None, None, None, 0, 0)
         points.append(point)
     keys = [f"precision {b} {r}" for b in BUCKETS for r in PARTNER_RUNS] + ["leakage tail"]
     fig = Figure(figsize=(13, 8), layout="constrained")
@@ -514,7 +527,8 @@ def write_sweep_report(storage_root: Path, out: Path, log: Callable[[str], None]
     fig.suptitle("The sweep: LaCy minus the baseline (95% intervals over seeds and people or questions)")
     save_figure(fig, out / "sweep.png")
     rows = [{"scenario": p["scenario"], "baseline steps": p["steps"], "people": p["people"], "seeds": p["seeds"], "R": p["R"].text(2),
-             **{f"LaCy - baseline, {k}": f"{p[k].text()} ({p[k].verdict()})" for k in keys}} for p in points]
+             **{f"LaCy - baseline, {k}": f"{p[k].text()} ({p[k].verdict()})" for k in keys},
+             f"baseline: acceptability at >= {HIGH_LOSS:g} nats, facts - non-facts": p["acceptability gap"].text()} for p in points]
     text = "\n\n".join(["# The testbed's sweep", "Each point: a scenario's seeds; LaCy minus the baseline, paired by person "
                         "(precision) or question (leakage), mean [95% interval].", markdown_table(rows), "![sweep](sweep.png)"])
     path = out / "report.md"

@@ -302,14 +302,19 @@ def probe_rows(cells: Sequence[Results]) -> list[dict]:
             continue
         row = {"method": LABELS[name]}
         for kind in ("head_value", "tail_value", "structural_value"):
-            row[f"{kind} called (last 3 probes)"] = bootstrap(
-                [[np.nanmean([r["rule"].get(kind) or np.nan for r in p[-3:]])] for p in probes if p]).text(2)
+            row[f"{kind} called (last 3 probes)"] = bootstrap([[last_probes(p, lambda r, k=kind: r["rule"].get(k))] for p in probes if p]).text(2)
         row["recalled (last 3 probes)"] = bootstrap(
-            [[np.nanmean([(r.get("rule_overlap") or {}).get("recalled") or np.nan for r in p[-3:]])] for p in probes if p]).text(2)
+            [[last_probes(p, lambda r: (r.get("rule_overlap") or {}).get("recalled"))] for p in probes if p]).text(2)
         frozen = [frozen_from(p) for p in probes if p]
         row["frozen from step (per seed)"] = ", ".join("never" if f is None else str(f) for f in frozen)
         rows.append(row)
     return rows
+
+
+def last_probes(probe: list[dict], value: Callable[[dict], float | None], n: int = 3) -> float:
+    """The mean of `value` over the last `n` probes that have one; NaN when none has."""
+    values = [v for v in (value(r) for r in probe[-n:]) if v is not None]
+    return float(np.mean(values)) if values else np.nan
 
 
 def frozen_from(probe: list[dict], level: float = 0.9, at_least: int = 3) -> int | None:

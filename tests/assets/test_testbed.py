@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from dagster import MultiPartitionKey, PipesSubprocessClient, materialize
+from dagster import DagsterInstance, MultiPartitionKey, PipesSubprocessClient, materialize
 
 from assets import testbed
 from assets.resources import LacyStorage
@@ -76,10 +76,13 @@ def test_the_smoke_scenario_through_every_testbed_asset(tmp_path):
     for name in MODELS:
         assert cell.evaluation_file(name).exists()
     assert (cell.path("evaluation", "baseline-acceptability") / "acceptability_tokens.parquet").exists()
-    again = materialize(cell_assets, resources=resources, partition_key=key)  # everything current: nothing trained again
+    instance = DagsterInstance.ephemeral()
+    again = materialize(cell_assets, resources=resources, partition_key=key, instance=instance)  # everything current
     assert again.success
-    logs = [e.message for e in again.all_events if e.message]
-    assert any("complete, kept" in m for m in logs) and any("current, kept" in m for m in logs)
+    logs = [e.user_message for e in instance.all_logs(again.run_id)]
+    assert sum("complete, kept" in m for m in logs) == len(MODELS)  # no model trained again
+    assert sum(m.endswith(": current, kept") for m in logs) == len(MODELS)  # nor evaluated again
+    assert sum("(fingerprint" in m and m.endswith("kept") for m in logs) == 6  # nor any data stage, nor the reference losses
     report = materialize([testbed.testbed_report], resources=resources, partition_key="smoke", selection=[testbed.testbed_report])
     assert report.success
     text = (Path(storage.path("testbed", "smoke", "report", "report.md"))).read_text()

@@ -106,15 +106,15 @@ PRESETS: dict[str, Preset] = {
     ),
     # The synthetic-biography testbed (evaluation/testbed, docs/synthetic.md): 0.7M-parameter small
     # models on a ~0.1M-token world, sized so that three seeds of every method fit 30 minutes of a
-    # shared 2-core machine; a head person's values are seen about 150 times by the baseline. The
+    # shared 2-core machine; a head person's values are seen about 145 times by the baseline. The
     # reference (Rho-1's reference model and the cascade's trained partner) has twice the layers
-    # (1.1M parameters), trains 3.75x as long, and also reads the world's extra documents.
+    # (1.1M parameters), trains 3.7x as long, and also reads the world's extra documents.
     "synthetic": Preset(
         "synthetic",
-        RunSettings("mini", 128, batch_size=16, micro_batch_size=16, lr=2e-3, warmup_steps=20, steps=320,
-                    save_every=160, log_every=20),
-        RunSettings("mini4", 128, batch_size=16, micro_batch_size=16, lr=2e-3, warmup_steps=50, steps=1200,
-                    save_every=400, log_every=50),
+        RunSettings("mini", 128, batch_size=16, micro_batch_size=16, lr=2e-3, warmup_steps=20, steps=300,
+                    save_every=150, log_every=20),
+        RunSettings("mini4", 128, batch_size=16, micro_batch_size=16, lr=2e-3, warmup_steps=50, steps=1100,
+                    save_every=550, log_every=50),
     ),
     # Its end-to-end test: a smoke-sized model with room for the few-shot QA prompts.
     "synthetic-smoke": Preset("synthetic-smoke", RunSettings(**{**_SMOKE.to_dict(), "context": 256}),

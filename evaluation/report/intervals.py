@@ -12,8 +12,9 @@ the units once for both, so what the two methods share cancels.
 The bootstrap: each of `draws` replicates draws k seeds with replacement out of the k, then,
 independently for every drawn seed, its n units with replacement out of the n, and computes
 the estimate over seeds of that resample; the interval is the 2.5th and 97.5th percentiles of
-the replicates (numpy's linear interpolation). Replicates whose every drawn unit is NaN in some
-seed are dropped and counted. With one seed it is the ordinary bootstrap over units; with few
+the replicates (numpy's linear interpolation). A mean (`bootstrap`) and an unpaired difference
+resample only the units that have a value; a paired difference resamples every unit, and its
+replicates whose every drawn unit is NaN in some seed are dropped and counted. With one seed it is the ordinary bootstrap over units; with few
 seeds the seed level has few distinct resamples (3 seeds: 10), so the interval is coarse,
 which is what few seeds can tell.
 
@@ -75,9 +76,9 @@ def _seed_mean(v: np.ndarray) -> float:
 
 def bootstrap(values: Sequence[Sequence[float]], draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> Estimate:
     """The mean over seeds of per-seed means of `values[s]` (NaN ignored), with its interval
-    (the paired difference against zero)."""
+    (the difference to zero)."""
     arrays = _as_arrays(values)
-    return paired_difference(arrays, [np.zeros_like(v) for v in arrays], draws, seed, level)
+    return difference(arrays, [np.zeros(1) for _ in arrays], draws, seed, level)
 
 
 def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], draws: int = DRAWS, seed: int = 0,
@@ -106,6 +107,8 @@ def difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], draws
 
 def _two_level(a_arrays: list[np.ndarray], b_arrays: list[np.ndarray], paired: bool, draws: int, seed: int,
                level: float) -> Estimate:
+    if not paired:  # independent groups: a unit without a value takes no part in its group's resample
+        a_arrays, b_arrays = [x[np.isfinite(x)] for x in a_arrays], [y[np.isfinite(y)] for y in b_arrays]
     pairs = [(x, y) for x, y in zip(a_arrays, b_arrays) if np.isfinite(x).any() and np.isfinite(y).any()]
     if not pairs:
         return Estimate(None, None, None, 0, 0)

@@ -32,10 +32,15 @@ def test_a_constant_paired_difference_has_a_point_interval():
 
 
 def test_nan_units_are_left_out_of_their_mean():
-    # seed mean of [1, nan, 0] is 0.5; a replicate drawing only the nan unit has no value
-    e = bootstrap([[1.0, np.nan, 0.0]], draws=2000)
+    # [1, nan, 0] is the mean of [1, 0]: the same estimate and interval
+    e, without = bootstrap([[1.0, np.nan, 0.0]], draws=2000), bootstrap([[1.0, 0.0]], draws=2000)
+    assert (e.mean, e.low, e.high, e.units, e.dropped) == (without.mean, without.low, without.high, 2, 0) == (0.5, 0.0, 1.0, 2, 0)
+
+
+def test_a_paired_replicate_without_values_is_dropped():
+    # units [1, nan, 0] of A against B = 0: a replicate drawing the nan unit three times ((1/3)^3) has no value
+    e = paired_difference([[1.0, np.nan, 0.0]], [[0.0, 0.0, 0.0]], draws=2000)
     assert e.mean == 0.5 and e.units == 2
-    assert e.dropped > 0  # (1/3)^3 of the replicates draw the nan unit three times
     assert e.dropped == pytest.approx(2000 / 27, rel=0.35)
 
 

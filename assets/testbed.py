@@ -20,6 +20,7 @@ import multiprocessing
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 from dagster import (
@@ -55,6 +56,7 @@ from pipelines.presets import DATA_PRESETS
 from pipelines.shards import MANIFEST
 from pipelines.token_shards import build_token_shards
 from pipelines.tokenizer import MODEL_FILE, TokenizerConfig, train_tokenizer
+from pipelines.word_labels import label_shards
 from trainer.argv import train_argv
 from trainer.checkpoint import latest_checkpoint
 from trainer.masks import METHODS, get_method
@@ -75,14 +77,13 @@ def cell_of(context: AssetExecutionContext, storage: LacyStorage) -> Cell:
     return Cell.of(storage.path(), keys["scenario"], keys["seed"])
 
 
-def stage(context: AssetExecutionContext, folder: Path, stage_fp: str, build: Callable[[], object]) -> bool:
-    """Build `folder` unless it is current; returns whether it was built."""
+def stage(context: AssetExecutionContext, folder: Path, stage_fp: str, build: Callable[[], object]) -> None:
+    """Build `folder` unless it is current (made with fingerprint `stage_fp`)."""
     if is_fresh(folder, stage_fp):
         context.log.info(f"{folder}: current (fingerprint {stage_fp}), kept")
-        return False
+        return
     build()
     mark_fresh(folder, stage_fp)
-    return True
 
 
 def manifest_fp(folder: Path) -> str:
@@ -130,14 +131,9 @@ def testbed_word_labels(context: AssetExecutionContext, storage: LacyStorage) ->
     shards = range(WORLD_DATA.num_shards)
     stage(context, cell.path("spacy_word_labels"),
           fingerprint(code_fingerprint(facts, word_labels), manifest_fp(cell.path("corpus"))),
-          lambda: label_shards_of(cell, shards, context.log.info))
+          lambda: label_shards(cell.path("corpus"), shards, cell.path("spacy_word_labels"), LabelerConfig(), workers=2,
+                               log=context.log.info))
     return MaterializeResult(metadata={"shards": len(shards)})
-
-
-def label_shards_of(cell: Cell, shards: range, log: Callable[[str], None]) -> None:
-    from pipelines.word_labels import label_shards  # spaCy: imported where it runs
-
-    label_shards(cell.path("corpus"), shards, cell.path("spacy_word_labels"), LabelerConfig(), workers=2, log=log)
 
 
 @cell_asset(deps=[testbed_corpus], code_version=code_fingerprint(tokenizer))
@@ -151,7 +147,7 @@ def testbed_tokenizer(context: AssetExecutionContext, storage: LacyStorage) -> M
             part = read_corpus_shard(cell.path("corpus"), k, ["text", "split"]).to_pydict()
             yield from (t for t, s in zip(part["text"], part["split"]) if s == "train")
 
-    stage(context, cell.path("tokenizer"), fingerprint(code_fingerprint(tokenizer), manifest_fp(cell.path("corpus")), config.__dict__),
+    stage(context, cell.path("tokenizer"), fingerprint(code_fingerprint(tokenizer), manifest_fp(cell.path("corpus")), asdict(config)),
           lambda: train_tokenizer(texts(), cell.path("tokenizer"), config))
     return MaterializeResult(metadata={"vocab_size": config.vocab_size})
 

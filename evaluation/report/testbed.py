@@ -146,7 +146,7 @@ def claims(cells: Sequence[Results]) -> list[str]:
                 if other in ("lacy", REFERENCE):
                     continue
                 e = paired(cells, "lacy", other, lambda r, b=bucket, u=run: precision_units(r, b, u))
-                above.append(f"{LABELS[other]} {e.verdict('lower', 'higher').replace('no measured difference', 'level')}")
+                above.append(f"{LABELS[other]}: {e.verdict('lower', 'higher')}")
             lines.append(f"- against every method, {bucket}, partner `{run}` (each method's precision relative to LaCy's): "
                          + "; ".join(above) + ".")
     return lines
@@ -357,7 +357,7 @@ def acceptability_gap(units: Sequence[dict[str, np.ndarray]]) -> Estimate:
                       [np.where(is_non_fact(u) & h, u["acceptable"], np.nan) for u, h in zip(units, high)])
 
 
-def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
+def pooled_figure3(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
     """The Figure 3 analogue pooled over seeds, and the paper's two observations tested: loss
     predicts accuracy for facts and non-facts (accuracy below LOW_LOSS minus at or above
     HIGH_LOSS), and at high loss facts are less often acceptable than non-facts."""
@@ -389,7 +389,7 @@ def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[
         ax.legend(fontsize=7)
     fig.suptitle(f"Figure 3 analogue: {LABELS[name]}, validation batch, exact judge, {len(units)} seeds (95% intervals)")
     save_figure(fig, path)
-    lines = [f"![Figure 3 analogue]({path.name})", ""]
+    lines = []
     for group, member in groups.items():
         low = [np.where(member(u) & (u["loss"] < LOW_LOSS), u["correct"], np.nan) for u in units]
         high = [np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["correct"], np.nan) for u in units]
@@ -403,7 +403,7 @@ def acceptability_section(cells: Sequence[Cell], name: str, path: Path) -> list[
         acc = bootstrap([np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["acceptable"], np.nan) for u in units])
         cor = bootstrap([np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["correct"], np.nan) for u in units])
         lines.append(f"- {group} at or above {HIGH_LOSS:g} nats: accuracy {cor.text()}, acceptability {acc.text()} ({acc.units} tokens).")
-    return lines
+    return [f"![Figure 3 analogue]({path.name})", "\n".join(lines)]
 
 
 # ---------------------------------------------------------------- the reports
@@ -479,7 +479,7 @@ def write_report(cells: Sequence[Cell], out: Path, log: Callable[[str], None] = 
         "## Loss and acceptability (section 3, Figure 3 analogue)",
         "The baseline on the fixed validation batch; the exact judge (`evaluation.testbed.judge`): a proposed token is "
         "acceptable when the text so far plus the token is a prefix of some true biography of the person.",
-        *acceptability_section(cells, "baseline", out / "figure3_acceptability.png"),
+        *pooled_figure3(cells, "baseline", out / "figure3_acceptability.png"),
     ]
     path = out / "report.md"
     path.write_text("\n\n".join(sections) + "\n")

@@ -421,7 +421,7 @@ def setup_lines(cells: Sequence[Cell], results: Sequence[Results]) -> list[str]:
         f"Scenario `{scenario.name}` ({scenario.description}): world `{scenario.world.source()}` at seeds "
         f"{', '.join(str(c.seed) for c in cells)} (each seed draws the world, the initialization and the data order).",
         f"Regime: R = {r.text(2)} (labelled facts the small model cannot learn, tail values and title names, over the 15% "
-        f"call quota; values only {r_values.text(2)}; docs/synthetic.md, "The regime"). Train tokens per seed: "
+        f"call quota; values only {r_values.text(2)}; the regime in docs/synthetic.md). Train tokens per seed: "
         f"{', '.join(str(g['tokens']) for g in regimes)}; spaCy fact fraction {bootstrap([[g['fact_fraction']] for g in regimes]).text(3)}.",
         f"Parameters: small models {params.get('baseline')}, partner {params.get(REFERENCE)}. Steps: "
         + ", ".join(f"{LABELS[n]} {s}" for n, s in steps.items()) + ".",

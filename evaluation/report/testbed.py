@@ -350,11 +350,15 @@ def is_non_fact(u: dict[str, np.ndarray]) -> np.ndarray:
     return (u["token_class"] == GRAMMATICAL) | (u["token_class"] == OTHER)
 
 
+def in_band(units: Sequence[dict[str, np.ndarray]], member: Callable[[dict[str, np.ndarray]], np.ndarray], metric: str,
+            low: float = -np.inf, high: float = np.inf) -> list[np.ndarray]:
+    """Per seed, `metric` of the member tokens whose loss lies in [low, high), NaN elsewhere."""
+    return [np.where(member(u) & (u["loss"] >= low) & (u["loss"] < high), u[metric], np.nan) for u in units]
+
+
 def acceptability_gap(units: Sequence[dict[str, np.ndarray]]) -> Estimate:
     """Acceptability at or above HIGH_LOSS nats: facts minus non-facts (the paper: lower)."""
-    high = [(u["loss"] >= HIGH_LOSS) for u in units]
-    return difference([np.where(is_fact(u) & h, u["acceptable"], np.nan) for u, h in zip(units, high)],
-                      [np.where(is_non_fact(u) & h, u["acceptable"], np.nan) for u, h in zip(units, high)])
+    return difference(in_band(units, is_fact, "acceptable", HIGH_LOSS), in_band(units, is_non_fact, "acceptable", HIGH_LOSS))
 
 
 def pooled_figure3(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
@@ -372,7 +376,7 @@ def pooled_figure3(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
         for ax, metric in zip(axes, ("correct", "acceptable")):
             means, lows, highs, counts = [], [], [], []
             for lo, hi in zip(edges, edges[1:]):
-                est = bootstrap([np.where(member(u) & (u["loss"] >= lo) & (u["loss"] < hi), u[metric], np.nan) for u in units], draws=2000)
+                est = bootstrap(in_band(units, member, metric, lo, hi), draws=2000)
                 means.append(np.nan if est.mean is None else est.mean)
                 lows.append(np.nan if est.low is None else est.low)
                 highs.append(np.nan if est.high is None else est.high)
@@ -391,17 +395,15 @@ def pooled_figure3(cells: Sequence[Cell], name: str, path: Path) -> list[str]:
     save_figure(fig, path)
     lines = []
     for group, member in groups.items():
-        low = [np.where(member(u) & (u["loss"] < LOW_LOSS), u["correct"], np.nan) for u in units]
-        high = [np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["correct"], np.nan) for u in units]
-        e = difference(low, high)
+        e = difference(in_band(units, member, "correct", high=LOW_LOSS), in_band(units, member, "correct", HIGH_LOSS))
         lines.append(f"- {group}: accuracy below {LOW_LOSS:g} nats minus at or above {HIGH_LOSS:g} nats {e.text()}: "
                      f"loss {'predicts accuracy' if e.verdict() == 'higher' else 'does not measurably predict accuracy'}.")
     e = acceptability_gap(units)
     lines.append(f"- at or above {HIGH_LOSS:g} nats, acceptability of facts minus non-facts {e.text()}: "
                  f"**{e.verdict('facts more acceptable', 'facts less acceptable')}** (the paper: less).")
     for group, member in groups.items():
-        acc = bootstrap([np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["acceptable"], np.nan) for u in units])
-        cor = bootstrap([np.where(member(u) & (u["loss"] >= HIGH_LOSS), u["correct"], np.nan) for u in units])
+        acc = bootstrap(in_band(units, member, "acceptable", HIGH_LOSS))
+        cor = bootstrap(in_band(units, member, "correct", HIGH_LOSS))
         lines.append(f"- {group} at or above {HIGH_LOSS:g} nats: accuracy {cor.text()}, acceptability {acc.text()} ({acc.units} tokens).")
     return [f"![Figure 3 analogue]({path.name})", "\n".join(lines)]
 

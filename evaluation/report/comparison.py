@@ -89,8 +89,8 @@ def factscore_vs_leakage(rows: Rows, path: Path) -> Path | str:
     if np.ptp(xs) == 0:
         ax.text(0.98, 0.98, f"every model leaks {xs[0]:.3g} at this scale", transform=ax.transAxes, ha="right", va="top",
                 fontsize=8, color="0.4")
-    ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata), lower is better")
-    ax.set_ylabel(f"{points[0][2]} with cascade at the equal call budget, higher is better")
+    ax.set_xlabel("fact leakage without calls (PopQA LT + BigBench QA Wikidata)\nlower is better")
+    ax.set_ylabel(f"{points[0][2]} with cascade\nat the equal call budget, higher is better")
     ax.set_title("Figures 2 and 6: factuality with cascade vs fact leakage")
     return save_figure(fig, path)
 

@@ -40,7 +40,7 @@ run: $(STAMP)
 	$(JOB) shards_job $(SHARD_RANGE)
 	$(JOB) lacy_job
 
-models: $(STAMP)  # the reference model, every method of Table 5, LaCy under A.4 as printed (about 1 h 15 min on 2 cores)
+models: $(STAMP)  # the reference model, every method of Table 5, LaCy under A.4 as printed (36 min on 2 cores)
 	$(RECOVER)
 	$(JOB) reference_job
 	$(JOB) reference_losses_job
